@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs the integration tests: every Criterion binary built from tests/integration/test_*.c and every
+# executable tests/integration/test_*.sh and test_*.py. They need /dev/kvm, so `make test` runs this
+# once inside the test host (scripts/testhost run -- tests/integration/run.sh). An argument keeps only
+# tests whose name contains it. Each failing test's whole output is printed. Last line: "integration: N passed, M failed".
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+BUILD=${KVMM_BUILD:-$REPO/build/release}
+FILTER=${1:-}
+PER_TEST_TIMEOUT=${KVMM_TEST_TIMEOUT:-900}
+
+tests=()
+for t in "$BUILD"/tests/integration/test_* "$REPO"/tests/integration/test_*.sh "$REPO"/tests/integration/test_*.py; do
+	[ -x "$t" ] && [ -f "$t" ] || continue
+	case "${t##*/}" in *"$FILTER"*) tests+=("$t") ;; esac
+done
+if [ ${#tests[@]} -eq 0 ]; then
+	echo "integration: no test matches '$FILTER' (built in $BUILD?)"
+	echo "integration: 0 passed, 1 failed"
+	exit 1
+fi
+
+passed=0 failed=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for t in "${tests[@]}"; do
+	name=${t##*/}
+	start=$SECONDS
+	rc=0
+	timeout -k 10 "$PER_TEST_TIMEOUT" "$t" >"$log" 2>&1 </dev/null || rc=$?
+	secs=$((SECONDS - start))
+	# A Criterion binary counts its own tests; a script is one test.
+	synth=$(sed -n 's/.*Synthesis: Tested: [0-9]* | Passing: \([0-9]*\) | Failing: \([0-9]*\) | Crashing: \([0-9]*\).*/\1 \2 \3/p' "$log" | tail -n 1)
+	if [ -n "$synth" ]; then
+		read -r p f c <<<"$synth"
+		passed=$((passed + p))
+		failed=$((failed + f + c))
+		[ "$rc" != 0 ] && [ $((f + c)) = 0 ] && failed=$((failed + 1))
+	elif [ "$rc" = 0 ]; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+	fi
+	if [ "$rc" = 0 ]; then
+		echo "PASS $name (${secs}s)"
+	else
+		[ "$rc" = 124 ] && why="timed out after ${PER_TEST_TIMEOUT}s" || why="exit $rc"
+		echo "FAIL $name ($why, ${secs}s); its output:"
+		sed 's/^/  | /' "$log"
+	fi
+done
+echo "integration: $passed passed, $failed failed"
+[ "$failed" = 0 ]
