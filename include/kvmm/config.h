@@ -1,0 +1,71 @@
+/* `kvmm run` options: the command line and --config FILE.ini (same keys as the long options, without
+ * the dashes). Parsed and validated here, enforced by the modules that own them. Pure: no KVM. */
+#ifndef KVMM_CONFIG_H
+#define KVMM_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum mem_share_mode { MEM_SHARE_OFF, MEM_SHARE_ZERO, MEM_SHARE_TPS, MEM_SHARE_KSM };
+enum mem_backend { MEM_BACKEND_ANON, MEM_BACKEND_MEMFD, MEM_BACKEND_HUGETLB, MEM_BACKEND_THP };
+enum serial_kind { SERIAL_STDIO, SERIAL_FILE, SERIAL_UNIX };
+
+#define CONFIG_MAX_CPUS 255
+#define CONFIG_DEFAULT_MEMORY (512ull << 20)
+#define CONFIG_SHARES_LOW 5     /* per MiB of configured memory (ESXi) */
+#define CONFIG_SHARES_NORMAL 10
+#define CONFIG_SHARES_HIGH 20
+
+struct vm_config {
+	char *name;               /* default "kvmm" */
+	uint64_t memory;          /* bytes, default CONFIG_DEFAULT_MEMORY */
+	unsigned cpus;            /* default 1 */
+	char *kernel;             /* required */
+	char *initrd;             /* NULL: none */
+	char *append;             /* NULL: empty */
+
+	uint64_t mem_reservation; /* bytes, 0: none */
+	uint64_t mem_limit;       /* bytes, 0: no limit beyond memory */
+	uint64_t mem_shares;      /* absolute shares; presets resolve to per-MiB x memory in MiB */
+	enum mem_share_mode mem_share;
+	char *mem_salt;           /* "vm" (default), "host", or a group name */
+	bool mem_compress;        /* default on */
+	unsigned mem_compress_max_pct; /* default 10 */
+	char *mem_swap;           /* NULL: off */
+	enum mem_backend mem_backend;
+
+	bool balloon;
+	bool balloon_deflate_on_oom;
+	bool balloon_free_page_reporting;
+	unsigned balloon_stats_interval; /* seconds, 0: stats not polled */
+
+	char *qmp;                /* unix socket path, NULL: none */
+	enum serial_kind serial;
+	char *serial_path;        /* for SERIAL_FILE and SERIAL_UNIX */
+	char *hostd;              /* hostd socket path, NULL: none */
+
+	bool help;                /* --help was given: usage printed, nothing to run */
+};
+
+/* Sets every default. */
+void config_init(struct vm_config *cfg);
+void config_free(struct vm_config *cfg);
+
+/*
+ * Parses `kvmm run` arguments (argv[0] is "run"), reading --config files where they appear (later
+ * options override earlier ones, on the command line and in files alike), then validates the whole.
+ * Returns 0, or -EINVAL after printing one line to stderr that names the option (or file:line) and
+ * the reason. --help prints the usage to stdout, sets cfg->help and returns 0.
+ */
+int config_parse_run(struct vm_config *cfg, int argc, char **argv);
+
+/* Reads one ini file into cfg (no final validation); -EINVAL/-ENOENT with a message naming file:line. */
+int config_load_ini(struct vm_config *cfg, const char *path);
+
+/* Cross-option checks (kernel given and readable, reservation <= limit <= memory, ...). */
+int config_validate(const struct vm_config *cfg);
+
+void config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,42 @@
+/* vCPUs (src/vcpu/vcpu.c: threads, KVM_RUN, exit dispatch; src/vcpu/x86.c: CPUID, MSRs, LAPIC and
+ * the registers a boot entry asks for). */
+#ifndef KVMM_VCPU_H
+#define KVMM_VCPU_H
+
+#include <kvmm/boot.h>
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned id;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool started;
+};
+
+/* Creates vCPU id with CPUID, MSRs, LAPIC and FPU set up; APs then wait for INIT/SIPI in KVM. */
+int vcpu_create(struct vm *vm, unsigned id, const struct kvm_cpuid2 *supported, struct vcpu *v);
+int vcpu_start(struct vcpu *v);
+/* Makes KVM_RUN return at once (immediate_exit + a signal), so the thread sees vm->stopping. */
+void vcpu_kick(struct vcpu *v);
+void vcpu_join(struct vcpu *v);
+void vcpu_destroy(struct vcpu *v);
+
+/* x86 state (src/vcpu/x86.c). */
+struct kvm_cpuid2 *x86_supported_cpuid(int kvm_fd);
+/* Adapts KVM's supported CPUID for vCPU id of nr (APIC ids, topology, hypervisor bit). Pure. */
+void x86_cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned id, unsigned nr);
+/* The segment and control registers a boot entry asks for, applied on top of KVM's reset state. Pure. */
+void x86_boot_sregs(const struct boot_entry *e, struct kvm_sregs *s);
+int x86_vcpu_setup(struct vcpu *v, const struct kvm_cpuid2 *supported);
+int x86_vcpu_boot(struct vcpu *v, const struct boot_entry *e);
+
+#endif

@@ -1,0 +1,76 @@
+/* One VM: its KVM handles, memory, buses, devices and vCPUs (src/core/vm.c). What devices may use:
+ * vm->mem (through the gmem accessor), vm->pio / vm->mmio (register ranges at init), vm->loop
+ * (from the loop thread), vm_irq_line() and vm_request_exit() (from any thread). */
+#ifndef KVMM_VM_H
+#define KVMM_VM_H
+
+#include <kvmm/bus.h>
+#include <kvmm/config.h>
+#include <kvmm/ctl.h>
+#include <kvmm/gmem.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+
+struct loop;
+struct vcpu;
+struct serial;
+struct i8042;
+struct rtc;
+struct pci;
+struct power;
+
+/* Why a VM stops. kvmm's exit status: 0 for POWEROFF and RESET (kvmm does not reboot guests),
+ * the guest's value for DEBUG_EXIT, 0 for SIGNAL, 1 for TRIPLE_FAULT and INTERNAL. */
+enum vm_exit_reason {
+	VM_EXIT_NONE,
+	VM_EXIT_POWEROFF,     /* ACPI S5 */
+	VM_EXIT_RESET,        /* i8042 0xfe, port 0xcf9, ACPI reset register */
+	VM_EXIT_DEBUG_EXIT,   /* a write to the test-exit port (QEMU's isa-debug-exit, 0xf4) */
+	VM_EXIT_TRIPLE_FAULT, /* KVM_EXIT_SHUTDOWN */
+	VM_EXIT_SIGNAL,       /* SIGINT / SIGTERM */
+	VM_EXIT_INTERNAL,     /* a vCPU could not continue (KVM error, unhandled exit) */
+};
+
+#define VM_DEBUG_EXIT_PORT 0xf4
+
+struct vm {
+	const struct vm_config *cfg;
+	int kvm_fd, vm_fd;
+	struct gmem mem;
+	struct bus pio, mmio;
+	struct loop *loop;
+
+	unsigned nr_vcpus;
+	unsigned nr_created;      /* vCPUs created so far (what vm_destroy releases) */
+	struct vcpu *vcpus;
+	int sig_fd;               /* SIGINT / SIGTERM, read on the loop */
+	bool ctl_up, devices_up;
+
+	/* Devices (src/devices/registry.c creates them in order). */
+	struct serial *serial;
+	struct i8042 *i8042;
+	struct rtc *rtc;
+	struct pci *pci;
+	struct power *power;
+
+	struct ctl ctl;           /* every front end acts through it, on the loop thread */
+	/* Set on the loop thread by the first stop request; vCPU threads read `stopping`. */
+	enum vm_exit_reason exit_reason;
+	int exit_code;
+	char exit_detail[128];
+	_Atomic bool stopping;
+};
+
+/* Asserts (level true) or deasserts an interrupt line: GSI 0-23 on the IOAPIC (ISA IRQs 0-15 also
+ * on the PIC). Safe from any thread. */
+int vm_irq_line(struct vm *vm, unsigned gsi, bool level);
+
+/* Asks the VM to stop; the first request wins. code is the DEBUG_EXIT value (else ignored).
+ * Safe from any thread, including a vCPU's own. detail is a short reason for the log line. */
+void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int code, const char *detail);
+
+/* Runs a VM for `kvmm run` from start to exit; returns kvmm's exit status. */
+int vm_run(const struct vm_config *cfg);
+
+#endif

@@ -1,0 +1,868 @@
+/*
+ * `kvmm run` options. One table (config_options) drives getopt_long, the ini keys and --help, so an
+ * option cannot exist in one of them and not the others. Values are checked as they are read, so a
+ * message names the option as the user wrote it; cross-option checks wait for config_validate().
+ */
+#include <kvmm/config.h>
+#include <kvmm/size.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define CONFIG_MIN_MEMORY (16ull << 20)
+#define CONFIG_PAGE_SIZE 4096ull
+#define CONFIG_HUGE_PAGE_SIZE (2ull << 20) /* x86-64 default hugetlb page */
+#define CONFIG_APPEND_MAX 4096		   /* Linux x86 COMMAND_LINE_SIZE, with its NUL */
+#define CONFIG_NAME_MAX 255
+#define CONFIG_SALT_MAX 64
+#define CONFIG_STATS_INTERVAL_MAX 86400
+#define CONFIG_SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
+
+/* Where the value being applied came from and what is pending until every option is read. */
+struct config_ctx {
+	struct vm_config *cfg;
+	unsigned shares_per_mib; /* a preset waiting for the final memory size; 0: absolute */
+	const char *spelling;	 /* command line: the option as written ("-m", "--memory") */
+	const char *file;	 /* ini: the file being read, NULL on the command line */
+	char *ini_dir;		 /* ini: relative paths are resolved against it; NULL: cwd */
+	unsigned line;		 /* ini: current line */
+	unsigned err_line;	 /* ini: line of the first error */
+	char *err;		 /* the first error, printed by whoever drives the parse */
+	int err_code;
+};
+
+struct config_option {
+	const char *name; /* long option and ini key */
+	int short_name;
+	int has_arg;	  /* getopt_long's no_argument, required_argument, optional_argument */
+	bool cli_only;	  /* not an ini key */
+	const char *arg;  /* for --help */
+	const char *help; /* one line, with the default */
+	int (*set)(struct config_ctx *ctx, const char *value);
+};
+
+static const char *const share_names[] = { "off", "zero", "tps", "ksm", NULL };
+static const char *const backend_names[] = { "anon", "memfd", "hugetlb", "thp", NULL };
+
+static void config_print(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void config_print(const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	/* Values are quoted back to the user as typed: a newline in one must not split the line. */
+	for (char *p = line; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	/* Usage errors are for the person at the terminal: the exact "kvmm run: WHERE: why" shape of
+	 * DESIGN.md §1, without log_msg's timestamp. One fprintf, so it is one line. */
+	fprintf(stderr, "kvmm run: %s\n", line);
+}
+
+/* Records the first error with its origin prepended; returns code for `return config_fail(...)`. */
+static int config_fail(struct config_ctx *ctx, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int config_fail(struct config_ctx *ctx, int code, const char *fmt, ...)
+{
+	char why[768];
+	va_list ap;
+	int r;
+
+	if (ctx->err)
+		return code;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (ctx->file)
+		r = asprintf(&ctx->err, "%s:%u: %s: %s", ctx->file, ctx->line, ctx->spelling, why);
+	else
+		r = asprintf(&ctx->err, "%s: %s", ctx->spelling, why);
+	if (r < 0)
+		ctx->err = NULL;
+	ctx->err_line = ctx->line;
+	ctx->err_code = code;
+	return code;
+}
+
+static int config_nomem(struct config_ctx *ctx)
+{
+	return config_fail(ctx, -ENOMEM, "out of memory");
+}
+
+/* Whole decimal numbers only: no sign, no spaces, no suffix; overflow is an error. */
+static int parse_uint(const char *text, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (*text == '\0')
+		return -EINVAL;
+	for (const char *p = text; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+static int parse_choice(const char *text, const char *const *names)
+{
+	for (int i = 0; names[i]; i++)
+		if (strcmp(text, names[i]) == 0)
+			return i;
+	return -EINVAL;
+}
+
+static int parse_onoff(const char *text, bool *out)
+{
+	if (strcmp(text, "on") == 0)
+		*out = true;
+	else if (strcmp(text, "off") == 0)
+		*out = false;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int set_string(struct config_ctx *ctx, char **field, const char *value)
+{
+	char *copy = strdup(value);
+
+	if (!copy)
+		return config_nomem(ctx);
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+/* A path from an ini file is relative to the file's directory, as a user reading the file expects. */
+static int set_path(struct config_ctx *ctx, char **field, const char *value)
+{
+	char *path;
+
+	if (*value == '\0')
+		return config_fail(ctx, -EINVAL, "empty path");
+	if (!ctx->ini_dir || value[0] == '/')
+		return set_string(ctx, field, value);
+	if (asprintf(&path, "%s/%s", ctx->ini_dir, value) < 0)
+		return config_nomem(ctx);
+	free(*field);
+	*field = path;
+	return 0;
+}
+
+static int set_socket_path(struct config_ctx *ctx, char **field, const char *value)
+{
+	int r = set_path(ctx, field, value);
+
+	if (r == 0 && strlen(*field) > CONFIG_SOCKET_PATH_MAX)
+		return config_fail(ctx, -EINVAL, "'%s' is too long for a unix socket (at most %zu bytes)",
+				   *field, CONFIG_SOCKET_PATH_MAX);
+	return r;
+}
+
+static int get_size(struct config_ctx *ctx, const char *value, uint64_t *out)
+{
+	int r = size_parse(value, out);
+
+	if (r == -ERANGE)
+		return config_fail(ctx, -EINVAL, "'%s' is too large", value);
+	if (r < 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not a valid size: use e.g. 512M or 2G", value);
+	return 0;
+}
+
+static int get_page_size(struct config_ctx *ctx, const char *value, uint64_t *out)
+{
+	int r = get_size(ctx, value, out);
+
+	if (r == 0 && *out % CONFIG_PAGE_SIZE)
+		return config_fail(ctx, -EINVAL, "'%s' is not a multiple of 4K", value);
+	return r;
+}
+
+static int set_memory(struct config_ctx *ctx, const char *value)
+{
+	uint64_t bytes;
+	int r = get_page_size(ctx, value, &bytes);
+
+	if (r)
+		return r;
+	if (bytes == 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not a valid size: use e.g. 512M or 2G", value);
+	if (bytes < CONFIG_MIN_MEMORY)
+		return config_fail(ctx, -EINVAL, "'%s' is too small: at least 16M", value);
+	ctx->cfg->memory = bytes;
+	return 0;
+}
+
+static int set_cpus(struct config_ctx *ctx, const char *value)
+{
+	uint64_t n;
+
+	if (parse_uint(value, CONFIG_MAX_CPUS, &n) < 0 || n == 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not a valid vCPU count: use 1 to %u", value,
+				   CONFIG_MAX_CPUS);
+	ctx->cfg->cpus = (unsigned)n;
+	return 0;
+}
+
+static int set_kernel(struct config_ctx *ctx, const char *value)
+{
+	return set_path(ctx, &ctx->cfg->kernel, value);
+}
+
+static int set_initrd(struct config_ctx *ctx, const char *value)
+{
+	return set_path(ctx, &ctx->cfg->initrd, value);
+}
+
+static int set_append(struct config_ctx *ctx, const char *value)
+{
+	return set_string(ctx, &ctx->cfg->append, value);
+}
+
+static int set_reservation(struct config_ctx *ctx, const char *value)
+{
+	return get_page_size(ctx, value, &ctx->cfg->mem_reservation);
+}
+
+static int set_limit(struct config_ctx *ctx, const char *value)
+{
+	return get_page_size(ctx, value, &ctx->cfg->mem_limit);
+}
+
+static int set_shares(struct config_ctx *ctx, const char *value)
+{
+	static const char *const presets[] = { "low", "normal", "high", NULL };
+	static const unsigned per_mib[] = { CONFIG_SHARES_LOW, CONFIG_SHARES_NORMAL, CONFIG_SHARES_HIGH };
+	int preset = parse_choice(value, presets);
+	uint64_t n;
+
+	if (preset >= 0) {
+		/* Resolved once every option is read: -m may come after --mem-shares. */
+		ctx->shares_per_mib = per_mib[preset];
+		return 0;
+	}
+	if (parse_uint(value, UINT32_MAX, &n) < 0 || n == 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not valid: use low, normal, high or a number "
+				   "from 1 to %u", value, UINT32_MAX);
+	ctx->shares_per_mib = 0;
+	ctx->cfg->mem_shares = n;
+	return 0;
+}
+
+static void config_resolve_shares(struct config_ctx *ctx)
+{
+	if (ctx->shares_per_mib)
+		ctx->cfg->mem_shares = (uint64_t)ctx->shares_per_mib * (ctx->cfg->memory >> 20);
+}
+
+static int set_share(struct config_ctx *ctx, const char *value)
+{
+	int mode = parse_choice(value, share_names);
+
+	if (mode < 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not valid: use off, zero, tps or ksm", value);
+	ctx->cfg->mem_share = (enum mem_share_mode)mode;
+	return 0;
+}
+
+static int set_salt(struct config_ctx *ctx, const char *value)
+{
+	size_t len = strlen(value);
+
+	if (len == 0 || len > CONFIG_SALT_MAX || strspn(value, "abcdefghijklmnopqrstuvwxyz"
+							"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != len)
+		return config_fail(ctx, -EINVAL, "'%s' is not valid: use vm, host or a name of up to %d "
+				   "letters, digits, '.', '_' or '-'", value, CONFIG_SALT_MAX);
+	return set_string(ctx, &ctx->cfg->mem_salt, value);
+}
+
+static int set_compress(struct config_ctx *ctx, const char *value)
+{
+	if (parse_onoff(value, &ctx->cfg->mem_compress) < 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not valid: use on or off", value);
+	return 0;
+}
+
+static int set_compress_max(struct config_ctx *ctx, const char *value)
+{
+	char digits[8];
+	size_t len = strlen(value);
+	uint64_t pct;
+
+	if (len && value[len - 1] == '%')
+		len--;
+	if (len == 0 || len >= sizeof(digits))
+		goto bad;
+	memcpy(digits, value, len);
+	digits[len] = '\0';
+	if (parse_uint(digits, 100, &pct) < 0 || pct == 0)
+		goto bad;
+	ctx->cfg->mem_compress_max_pct = (unsigned)pct;
+	return 0;
+bad:
+	return config_fail(ctx, -EINVAL, "'%s' is not a valid percentage: use 1 to 100, e.g. 10%%",
+			   value);
+}
+
+static int set_swap(struct config_ctx *ctx, const char *value)
+{
+	if (strcmp(value, "off") == 0) {
+		free(ctx->cfg->mem_swap);
+		ctx->cfg->mem_swap = NULL;
+		return 0;
+	}
+	return set_path(ctx, &ctx->cfg->mem_swap, value);
+}
+
+static int set_backend(struct config_ctx *ctx, const char *value)
+{
+	int backend = parse_choice(value, backend_names);
+
+	if (backend < 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not valid: use anon, memfd, hugetlb or thp",
+				   value);
+	ctx->cfg->mem_backend = (enum mem_backend)backend;
+	return 0;
+}
+
+/* "on", "off", or a comma list of deflate-on-oom[=on|off], free-page-reporting[=on|off],
+ * stats-interval=S. Each --balloon replaces the previous one entirely. */
+static int set_balloon(struct config_ctx *ctx, const char *value)
+{
+	struct vm_config *cfg = ctx->cfg;
+	bool deflate = false, reporting = false, on = true;
+	uint64_t interval = 0;
+	char *list, *item, *save = NULL;
+	int r = 0;
+
+	if (value && parse_onoff(value, &on) == 0)
+		value = NULL;
+	if (value) {
+		list = strdup(value);
+		if (!list)
+			return config_nomem(ctx);
+		for (item = strtok_r(list, ",", &save); item && r == 0; item = strtok_r(NULL, ",", &save)) {
+			char *arg = strchr(item, '=');
+
+			if (arg)
+				*arg++ = '\0';
+			if (strcmp(item, "deflate-on-oom") == 0 && (!arg || parse_onoff(arg, &deflate) == 0))
+				deflate = deflate || !arg;
+			else if (strcmp(item, "free-page-reporting") == 0 &&
+				 (!arg || parse_onoff(arg, &reporting) == 0))
+				reporting = reporting || !arg;
+			else if (strcmp(item, "stats-interval") == 0 && arg)
+				r = parse_uint(arg, CONFIG_STATS_INTERVAL_MAX, &interval) < 0 ? -EINVAL : 0;
+			else
+				r = -EINVAL;
+		}
+		/* strtok_r skips empty items; an empty list or a stray comma is still a mistake. */
+		if (r == 0 && (*value == '\0' || *value == ',' || value[strlen(value) - 1] == ',' ||
+			       strstr(value, ",,")))
+			r = -EINVAL;
+		free(list);
+		if (r)
+			return config_fail(ctx, -EINVAL, "'%s' is not valid: use on, off, or a list of "
+					   "deflate-on-oom, free-page-reporting, stats-interval=SECONDS "
+					   "(0 to %d)", value, CONFIG_STATS_INTERVAL_MAX);
+	}
+	cfg->balloon = on;
+	cfg->balloon_deflate_on_oom = on && deflate;
+	cfg->balloon_free_page_reporting = on && reporting;
+	cfg->balloon_stats_interval = on ? (unsigned)interval : 0;
+	return 0;
+}
+
+static int set_qmp(struct config_ctx *ctx, const char *value)
+{
+	if (strncmp(value, "unix:", 5) != 0 || value[5] == '\0')
+		return config_fail(ctx, -EINVAL, "'%s' is not valid: use unix:PATH", value);
+	return set_socket_path(ctx, &ctx->cfg->qmp, value + 5);
+}
+
+static int set_serial(struct config_ctx *ctx, const char *value)
+{
+	struct vm_config *cfg = ctx->cfg;
+	int r;
+
+	if (strcmp(value, "stdio") == 0) {
+		free(cfg->serial_path);
+		cfg->serial_path = NULL;
+		cfg->serial = SERIAL_STDIO;
+		return 0;
+	}
+	if (strncmp(value, "file:", 5) == 0 && value[5]) {
+		r = set_path(ctx, &cfg->serial_path, value + 5);
+		cfg->serial = SERIAL_FILE;
+	} else if (strncmp(value, "unix:", 5) == 0 && value[5]) {
+		r = set_socket_path(ctx, &cfg->serial_path, value + 5);
+		cfg->serial = SERIAL_UNIX;
+	} else {
+		return config_fail(ctx, -EINVAL, "'%s' is not valid: use stdio, file:PATH or unix:PATH",
+				   value);
+	}
+	return r;
+}
+
+static int set_hostd(struct config_ctx *ctx, const char *value)
+{
+	return set_socket_path(ctx, &ctx->cfg->hostd, value);
+}
+
+static int set_name(struct config_ctx *ctx, const char *value)
+{
+	size_t len = strlen(value);
+
+	if (len == 0 || len > CONFIG_NAME_MAX)
+		return config_fail(ctx, -EINVAL, "the name must have 1 to %d bytes", CONFIG_NAME_MAX);
+	for (const char *p = value; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '/')
+			return config_fail(ctx, -EINVAL, "'%s' is not valid: no '/' or control characters",
+					   value);
+	return set_string(ctx, &ctx->cfg->name, value);
+}
+
+static int config_ini_load(struct config_ctx *ctx, const char *path);
+
+static int set_config(struct config_ctx *ctx, const char *value)
+{
+	const char *spelling = ctx->spelling;
+	int r = config_ini_load(ctx, value);
+
+	ctx->spelling = spelling;
+	return r;
+}
+
+static int set_help(struct config_ctx *ctx, const char *value)
+{
+	(void)value;
+	ctx->cfg->help = true;
+	return 0;
+}
+
+static const struct config_option config_options[] = {
+	{ "memory", 'm', required_argument, false, "SIZE", "guest RAM, at least 16M, a multiple of 4K (default 512M)", set_memory },
+	{ "cpus", 0, required_argument, false, "N", "vCPUs, 1 to 255 (default 1)", set_cpus },
+	{ "kernel", 0, required_argument, false, "FILE", "Linux bzImage or PVH ELF kernel (required)", set_kernel },
+	{ "initrd", 0, required_argument, false, "FILE", "initial ramdisk (default none)", set_initrd },
+	{ "append", 0, required_argument, false, "STRING", "kernel command line, under 4096 bytes (default empty)", set_append },
+	{ "mem-reservation", 0, required_argument, false, "SIZE", "host memory guaranteed to the VM (default none)", set_reservation },
+	{ "mem-limit", 0, required_argument, false, "SIZE", "most host memory the VM may use (default: its memory)", set_limit },
+	{ "mem-shares", 0, required_argument, false, "N|low|normal|high", "priority under contention; presets: 5/10/20 per MiB (default normal)", set_shares },
+	{ "mem-share", 0, required_argument, false, "off|zero|tps|ksm", "page sharing: none, zero pages, kvmm's, the kernel's KSM (default tps)", set_share },
+	{ "mem-salt", 0, required_argument, false, "vm|host|NAME", "share pages in this VM, all VMs, or VMs with this salt (default vm)", set_salt },
+	{ "mem-compress", 0, required_argument, false, "on|off", "keep cold pages LZ4-compressed in memory (default on)", set_compress },
+	{ "mem-compress-max", 0, required_argument, false, "PCT", "compression cache cap, 1 to 100% of memory (default 10%)", set_compress_max },
+	{ "mem-swap", 0, required_argument, false, "FILE|off", "per-VM swap file for pages that compress badly (default off)", set_swap },
+	{ "mem-backend", 0, required_argument, false, "anon|memfd|hugetlb|thp", "how guest RAM is allocated (default anon)", set_backend },
+	{ "balloon", 0, optional_argument, false, "[=OPTS]", "virtio-balloon (default off); OPTS: deflate-on-oom,\n"
+	  "free-page-reporting,stats-interval=SECONDS", set_balloon },
+	{ "qmp", 0, required_argument, false, "unix:PATH", "QMP socket, mode 0600 (default none)", set_qmp },
+	{ "serial", 0, required_argument, false, "stdio|file:PATH|unix:PATH", "where COM1 goes (default stdio)", set_serial },
+	{ "hostd", 0, required_argument, false, "SOCKET", "join the host scheduler (default: enforce own limit)", set_hostd },
+	{ "name", 0, required_argument, false, "NAME", "VM name (default kvmm)", set_name },
+	{ "config", 0, required_argument, true, "FILE.ini", "read options from FILE.ini at this point (may repeat)", set_config },
+	{ "help", 'h', no_argument, true, NULL, "show this help", set_help },
+};
+
+#define CONFIG_NOPTIONS (sizeof(config_options) / sizeof(config_options[0]))
+
+void config_usage(FILE *out)
+{
+	fprintf(out, "usage: kvmm run --kernel FILE [options]\n\noptions:\n");
+	for (size_t i = 0; i < CONFIG_NOPTIONS; i++) {
+		const struct config_option *opt = &config_options[i];
+		char flags[64];
+
+		snprintf(flags, sizeof(flags), "%c%c%c --%s%s%s", opt->short_name ? '-' : ' ',
+			 opt->short_name ? opt->short_name : ' ', opt->short_name ? ',' : ' ', opt->name,
+			 opt->arg && opt->has_arg == required_argument ? " " : "", opt->arg ? opt->arg : "");
+		const char *help = opt->help, *nl;
+
+		if (strlen(flags) > 30)
+			fprintf(out, "  %s\n  %-30s", flags, "");
+		else
+			fprintf(out, "  %-30s", flags);
+		/* A long help text carries its own line break; continue it under the first line. */
+		while ((nl = strchr(help, '\n'))) {
+			fprintf(out, "  %.*s\n  %-30s", (int)(nl - help), help, "");
+			help = nl + 1;
+		}
+		fprintf(out, "  %s\n", help);
+	}
+	fprintf(out, "\nSIZE takes a K, M, G or T suffix (powers of 1024). Options apply in order, later ones\n"
+		     "overriding earlier ones. FILE.ini holds the long options' names without dashes as\n"
+		     "keys (e.g. memory = 1G, balloon = deflate-on-oom), at top level or under [vm];\n"
+		     "relative paths in it are relative to its directory.\n"
+		     "Exit codes: 0 guest powered off, 1 runtime failure, 2 bad usage.\n");
+}
+
+void config_init(struct vm_config *cfg)
+{
+	*cfg = (struct vm_config){
+		.name = strdup("kvmm"),
+		.memory = CONFIG_DEFAULT_MEMORY,
+		.cpus = 1,
+		.mem_shares = (uint64_t)CONFIG_SHARES_NORMAL * (CONFIG_DEFAULT_MEMORY >> 20),
+		.mem_share = MEM_SHARE_TPS,
+		.mem_salt = strdup("vm"),
+		.mem_compress = true,
+		.mem_compress_max_pct = 10,
+		.mem_backend = MEM_BACKEND_ANON,
+		.serial = SERIAL_STDIO,
+	};
+}
+
+void config_free(struct vm_config *cfg)
+{
+	free(cfg->name);
+	free(cfg->kernel);
+	free(cfg->initrd);
+	free(cfg->append);
+	free(cfg->mem_salt);
+	free(cfg->mem_swap);
+	free(cfg->qmp);
+	free(cfg->serial_path);
+	free(cfg->hostd);
+	*cfg = (struct vm_config){ 0 };
+}
+
+static const struct config_option *config_find(const char *name)
+{
+	for (size_t i = 0; i < CONFIG_NOPTIONS; i++)
+		if (strcmp(config_options[i].name, name) == 0)
+			return &config_options[i];
+	return NULL;
+}
+
+/* --- ini files ----------------------------------------------------------------------------- */
+
+struct config_ini_reader {
+	FILE *file;
+	struct config_ctx *ctx;
+	char *buf;
+	size_t cap;
+};
+
+/*
+ * Feeds libinih one physical line per call, so its line count (and so every file:line we print)
+ * is exact. Leading blanks are dropped: libinih would otherwise take an indented line as the
+ * continuation of the previous value and set that key a second time. libinih's line buffer is
+ * fixed (200 bytes in Debian's build); a longer line would be split and its tail parsed as a line
+ * of its own, so it is refused here instead.
+ */
+static char *config_ini_read(char *str, int num, void *stream)
+{
+	struct config_ini_reader *rd = stream;
+	struct config_ctx *ctx = rd->ctx;
+	ssize_t n = getline(&rd->buf, &rd->cap, rd->file);
+	char *start;
+	size_t len;
+
+	if (n < 0)
+		return NULL;
+	ctx->line++;
+	start = rd->buf + strspn(rd->buf, " \t");
+	len = (size_t)n - (size_t)(start - rd->buf);
+	if (strlen(start) != len) {
+		ctx->spelling = "invalid line";
+		config_fail(ctx, -EINVAL, "contains a NUL byte");
+		len = 0;
+	} else if (len + 2 > (size_t)num) {
+		ctx->spelling = "line too long";
+		config_fail(ctx, -EINVAL, "more than %d bytes (libinih's limit): pass long values on "
+				   "the command line", num - 3);
+		len = 0;
+	}
+	memcpy(str, start, len);
+	str[len] = '\0';
+	return str;
+}
+
+static int config_ini_handle(void *user, const char *section, const char *name, const char *value)
+{
+	struct config_ctx *ctx = user;
+	const struct config_option *opt = config_find(name);
+
+	ctx->spelling = name;
+	if (ctx->err)
+		return 1; /* only the first error is reported; inih goes on reading regardless */
+	if (*section && strcmp(section, "vm") != 0) {
+		config_fail(ctx, -EINVAL, "unknown section [%s]: put keys at top level or in [vm]",
+			    section);
+		return 0;
+	}
+	if (!opt || opt->cli_only) {
+		config_fail(ctx, -EINVAL, "unknown key: use the long options' names, e.g. memory");
+		return 0;
+	}
+	return opt->set(ctx, value) == 0;
+}
+
+static int config_ini_load(struct config_ctx *ctx, const char *path)
+{
+	struct config_ini_reader rd = { .ctx = ctx };
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+	int r;
+
+	rd.file = fopen(path, "re");
+	if (!rd.file)
+		return config_fail(ctx, -errno, "'%s': %s", path, strerror(errno));
+	if (fstat(fileno(rd.file), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fclose(rd.file);
+		return config_fail(ctx, -EINVAL, "'%s': %s", path, strerror(EISDIR));
+	}
+	free(ctx->ini_dir);
+	ctx->ini_dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : NULL;
+	if (slash && !ctx->ini_dir) {
+		fclose(rd.file);
+		return config_nomem(ctx);
+	}
+	if (ctx->ini_dir && strcmp(ctx->ini_dir, "/") == 0)
+		ctx->ini_dir[0] = '\0'; /* "" + "/" + "kernel" = "/kernel" */
+	ctx->file = path;
+	ctx->line = 0;
+
+	r = ini_parse_stream(config_ini_read, &rd, config_ini_handle, ctx);
+	if (r > 0 && (!ctx->err || (unsigned)r < ctx->err_line)) {
+		/* A line libinih itself rejected, before any error of ours. */
+		free(ctx->err);
+		ctx->err = NULL;
+		ctx->line = (unsigned)r;
+		ctx->spelling = "syntax error";
+		config_fail(ctx, -EINVAL, "expected 'key = value', '[vm]' or a comment");
+	} else if (r < 0 && !ctx->err) {
+		config_nomem(ctx);
+	}
+	free(rd.buf);
+	fclose(rd.file);
+	free(ctx->ini_dir);
+	ctx->ini_dir = NULL;
+	ctx->file = NULL;
+	return ctx->err ? ctx->err_code : 0;
+}
+
+static void config_report(struct config_ctx *ctx)
+{
+	if (ctx->err)
+		config_print("%s", ctx->err);
+	else if (ctx->err_code == -ENOMEM)
+		config_print("out of memory");
+	free(ctx->err);
+	ctx->err = NULL;
+}
+
+int config_load_ini(struct vm_config *cfg, const char *path)
+{
+	/* Standalone, presets resolve against the memory size known at the end of this file. */
+	struct config_ctx ctx = { .cfg = cfg, .spelling = "config" };
+	int r = config_ini_load(&ctx, path);
+
+	if (r == 0)
+		config_resolve_shares(&ctx);
+	config_report(&ctx);
+	return r == -ENOMEM || r == -ENOENT ? r : r < 0 ? -EINVAL : 0;
+}
+
+/* --- command line -------------------------------------------------------------------------- */
+
+/* getopt_long's '?' (unknown option, or an argument given to a flag) and ':' (argument missing). */
+static int config_getopt_error(struct config_ctx *ctx, int c, char **argv, char *spelling, size_t len)
+{
+	const char *text = argv[optind - 1];
+	const struct config_option *known = NULL;
+
+	if (optopt >= 256)
+		known = &config_options[optopt - 256];
+	for (size_t i = 0; !known && optopt > 0 && i < CONFIG_NOPTIONS; i++)
+		if (config_options[i].short_name == optopt)
+			known = &config_options[i];
+	if (text[0] == '-' && text[1] == '-')
+		snprintf(spelling, len, "%.*s", (int)strcspn(text, "="), text);
+	else
+		snprintf(spelling, len, "-%c", optopt);
+	ctx->spelling = spelling;
+	if (c == ':')
+		return config_fail(ctx, -EINVAL, "missing argument %s", known ? known->arg : "");
+	if (known)
+		return config_fail(ctx, -EINVAL, "takes no argument");
+	return config_fail(ctx, -EINVAL, "unknown option (see kvmm run --help)");
+}
+
+/* The option as the user typed it, for messages: "-m", "--memory". */
+static void config_spelling(char **argv, int index, const struct config_option *opt, bool long_form,
+			    char *buf, size_t len)
+{
+	const char *arg = argv[index];
+
+	if (!long_form) {
+		snprintf(buf, len, "-%c", opt->short_name);
+		return;
+	}
+	snprintf(buf, len, "%.*s", (int)strcspn(arg, "="), arg);
+}
+
+int config_parse_run(struct vm_config *cfg, int argc, char **argv)
+{
+	struct option longopts[CONFIG_NOPTIONS + 1] = { { 0 } };
+	struct config_ctx ctx = { .cfg = cfg, .shares_per_mib = CONFIG_SHARES_NORMAL };
+	char optstring[2 * CONFIG_NOPTIONS + 3] = "+:", *o = optstring + 2;
+	const struct config_option *bare_optional = NULL;
+	char spelling[64];
+	int r = 0;
+
+	if (!cfg->name || !cfg->mem_salt) {
+		config_print("out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < CONFIG_NOPTIONS; i++) {
+		const struct config_option *opt = &config_options[i];
+
+		longopts[i] = (struct option){ opt->name, opt->has_arg, NULL, 256 + (int)i };
+		if (opt->short_name) {
+			*o++ = (char)opt->short_name;
+			if (opt->has_arg == required_argument)
+				*o++ = ':';
+		}
+	}
+	*o = '\0';
+
+	optind = 0; /* glibc: a full restart, as parse may run more than once in one process */
+	opterr = 0;
+	while (r == 0 && !cfg->help) {
+		int start = optind ? optind : 1, longindex = -1;
+		int c = getopt_long(argc, argv, optstring, longopts, &longindex);
+		const struct config_option *opt = NULL;
+		bool long_form = longindex >= 0;
+
+		if (c == -1)
+			break;
+		if (c >= 256)
+			opt = &config_options[c - 256];
+		for (size_t i = 0; !opt && c > 0 && i < CONFIG_NOPTIONS; i++)
+			if (config_options[i].short_name == c)
+				opt = &config_options[i];
+		if (c == '?' || c == ':') {
+			r = config_getopt_error(&ctx, c, argv, spelling, sizeof(spelling));
+			break;
+		}
+		/* The option word is argv[start]; its argument, if separate, follows it. */
+		config_spelling(argv, start, opt, long_form, spelling, sizeof(spelling));
+		ctx.spelling = spelling;
+		if (long_form && strcmp(spelling + 2, opt->name) != 0) {
+			/* glibc accepts unique prefixes; a new option would silently change their meaning. */
+			r = config_fail(&ctx, -EINVAL, "unknown option: write it in full, --%s", opt->name);
+			break;
+		}
+		if (opt->has_arg == required_argument && optind == start + 2 && optarg == argv[start + 1] &&
+		    strncmp(optarg, "--", 2) == 0 && optarg[2]) {
+			/* "--kernel --cpus 2": the next option is surely not the file meant. */
+			r = config_fail(&ctx, -EINVAL, "missing argument %s (got '%s')", opt->arg, optarg);
+			break;
+		}
+		r = opt->set(&ctx, optarg);
+		bare_optional = opt->has_arg == optional_argument && !optarg ? opt : NULL;
+	}
+	if (r == 0 && !cfg->help && optind < argc) {
+		snprintf(spelling, sizeof(spelling), "'%.60s'", argv[optind]);
+		ctx.spelling = spelling;
+		if (bare_optional)
+			/* "--balloon deflate-on-oom": an optional argument must be attached. */
+			r = config_fail(&ctx, -EINVAL, "unexpected argument: write --%s=%s",
+					bare_optional->name, argv[optind]);
+		else
+			r = config_fail(&ctx, -EINVAL, "unexpected argument: kvmm run takes only options");
+	}
+	config_report(&ctx);
+	free(ctx.ini_dir);
+	if (r < 0)
+		return r == -ENOMEM ? r : -EINVAL;
+	config_resolve_shares(&ctx);
+	if (cfg->help) {
+		config_usage(stdout);
+		return 0;
+	}
+	return config_validate(cfg);
+}
+
+/* --- cross-option checks ------------------------------------------------------------------- */
+
+static int config_check_file(const char *option, const char *path)
+{
+	struct stat st;
+
+	if (access(path, R_OK) < 0) {
+		config_print("%s: '%s': %s", option, path, strerror(errno));
+		return -EINVAL;
+	}
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+		config_print("%s: '%s': %s", option, path, strerror(EISDIR));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int config_validate(const struct vm_config *cfg)
+{
+	char a[32], b[32];
+
+	if (!cfg->name || !cfg->mem_salt) {
+		config_print("out of memory");
+		return -ENOMEM;
+	}
+	if (!cfg->kernel) {
+		config_print("--kernel: missing: a Linux bzImage or PVH ELF kernel is required");
+		return -EINVAL;
+	}
+	if (config_check_file("--kernel", cfg->kernel) < 0)
+		return -EINVAL;
+	if (cfg->initrd && config_check_file("--initrd", cfg->initrd) < 0)
+		return -EINVAL;
+	if (cfg->append && strlen(cfg->append) >= CONFIG_APPEND_MAX) {
+		config_print("--append: %zu bytes is too long: at most %d", strlen(cfg->append),
+			     CONFIG_APPEND_MAX - 1);
+		return -EINVAL;
+	}
+	if (cfg->mem_limit && cfg->mem_reservation > cfg->mem_limit) {
+		config_print("--mem-reservation: %s is more than --mem-limit %s",
+			     size_format(cfg->mem_reservation, a, sizeof(a)),
+			     size_format(cfg->mem_limit, b, sizeof(b)));
+		return -EINVAL;
+	}
+	if (cfg->mem_reservation > cfg->memory) {
+		config_print("--mem-reservation: %s is more than --memory %s",
+			     size_format(cfg->mem_reservation, a, sizeof(a)),
+			     size_format(cfg->memory, b, sizeof(b)));
+		return -EINVAL;
+	}
+	if (cfg->mem_limit > cfg->memory) {
+		config_print("--mem-limit: %s is more than --memory %s",
+			     size_format(cfg->mem_limit, a, sizeof(a)), size_format(cfg->memory, b, sizeof(b)));
+		return -EINVAL;
+	}
+	if (cfg->mem_backend == MEM_BACKEND_HUGETLB && cfg->memory % CONFIG_HUGE_PAGE_SIZE) {
+		config_print("--mem-backend: hugetlb needs --memory to be a multiple of 2M, not %s",
+			     size_format(cfg->memory, a, sizeof(a)));
+		return -EINVAL;
+	}
+	return 0;
+}

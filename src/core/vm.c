@@ -1,0 +1,315 @@
+#include <kvmm/boot.h>
+#include <kvmm/devices.h>
+#include <kvmm/log.h>
+#include <kvmm/loop.h>
+#include <kvmm/size.h>
+#include <kvmm/vcpu.h>
+#include <kvmm/vm.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+/* Where KVM puts the real-mode TSS and identity map Intel's VMX needs, just below the 4 GiB BIOS
+ * area and above the IOAPIC/LAPIC pages. */
+#define VM_TSS_GPA 0xfffbd000u
+#define VM_IDENTITY_MAP_GPA 0xfffbc000u
+
+/* kvmm's exit status for a failure to start: bad usage or an unusable host (DESIGN.md: 2). */
+#define VM_EXIT_STATUS_USAGE 2
+#define VM_EXIT_STATUS_FAILURE 1
+
+static const char *const vm_exit_names[] = {
+	[VM_EXIT_NONE] = "running",
+	[VM_EXIT_POWEROFF] = "guest powered off",
+	[VM_EXIT_RESET] = "guest requested a reset (kvmm does not reboot guests)",
+	[VM_EXIT_DEBUG_EXIT] = "guest test exit",
+	[VM_EXIT_TRIPLE_FAULT] = "guest triple fault",
+	[VM_EXIT_SIGNAL] = "stopped by signal",
+	[VM_EXIT_INTERNAL] = "vCPU failure",
+};
+
+int vm_irq_line(struct vm *vm, unsigned gsi, bool level)
+{
+	struct kvm_irq_level irq = { .irq = gsi, .level = level };
+
+	return ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -errno : 0;
+}
+
+void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int code, const char *detail)
+{
+	struct ctl_cmd cmd = { .op = CTL_STOP, .arg = (int)why, .arg2 = code };
+
+	snprintf(cmd.detail, sizeof(cmd.detail), "%s", detail ? detail : "");
+	if (ctl_post(&vm->ctl, &cmd) < 0) {
+		/* Out of memory: stop without a reason rather than run on. */
+		atomic_store(&vm->stopping, true);
+		loop_stop(vm->loop);
+	}
+}
+
+static void vm_stop(struct vm *vm, enum vm_exit_reason why, int code, const char *detail)
+{
+	if (atomic_load(&vm->stopping))
+		return;
+	vm->exit_reason = why;
+	vm->exit_code = code;
+	snprintf(vm->exit_detail, sizeof(vm->exit_detail), "%s", detail);
+	atomic_store(&vm->stopping, true);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	loop_stop(vm->loop);
+}
+
+static void vm_ctl(void *opaque, const struct ctl_cmd *cmd)
+{
+	struct vm *vm = opaque;
+
+	switch (cmd->op) {
+	case CTL_STOP:
+		vm_stop(vm, (enum vm_exit_reason)cmd->arg, cmd->arg2, cmd->detail);
+		break;
+	}
+}
+
+static void vm_signal(void *opaque, uint32_t events)
+{
+	struct vm *vm = opaque;
+	struct signalfd_siginfo si;
+	char detail[32];
+
+	(void)events;
+	if (read(vm->sig_fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	snprintf(detail, sizeof(detail), "%s", strsignal((int)si.ssi_signo));
+	/* Through the queue like every other front end, so an earlier request keeps its place. */
+	vm_request_exit(vm, VM_EXIT_SIGNAL, 0, detail);
+}
+
+static int vm_exit_status(const struct vm *vm)
+{
+	switch (vm->exit_reason) {
+	case VM_EXIT_POWEROFF:
+	case VM_EXIT_RESET:
+	case VM_EXIT_SIGNAL:
+		return 0;
+	case VM_EXIT_DEBUG_EXIT:
+		return vm->exit_code & 0xff;
+	default:
+		return VM_EXIT_STATUS_FAILURE;
+	}
+}
+
+/* Opens /dev/kvm and checks the API; failures here are the host's, reported as usage errors. */
+static int vm_open_kvm(struct vm *vm)
+{
+	int max;
+
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		int err = errno;
+
+		if (err == ENOENT)
+			log_error("/dev/kvm does not exist: KVM is not available on this machine "
+				  "(scripts/testhost runs kvmm in a VM that has it)");
+		else if (err == EACCES || err == EPERM)
+			log_error("/dev/kvm: permission denied (add yourself to the kvm group)");
+		else
+			log_error("/dev/kvm: %s", strerror(err));
+		return -err;
+	}
+	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		log_error("/dev/kvm: unsupported KVM API version");
+		return -EPROTO;
+	}
+	max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (max <= 0)
+		max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (max > 0 && vm->nr_vcpus > (unsigned)max) {
+		log_error("--cpus %u: KVM on this host allows at most %d vCPUs", vm->nr_vcpus, max);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int vm_create_machine(struct vm *vm)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+
+	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	if (vm->vm_fd < 0) {
+		log_error("KVM_CREATE_VM: %s", strerror(errno));
+		return -errno;
+	}
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, VM_TSS_GPA) < 0 ||
+	    ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &(uint64_t){ VM_IDENTITY_MAP_GPA }) < 0 ||
+	    ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 || ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
+		log_error("setting up the VM (TSS, irqchip, PIT): %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int vm_create_memory(struct vm *vm)
+{
+	char size[32];
+	int r = gmem_init(&vm->mem, vm->cfg->memory);
+
+	if (r < 0) {
+		log_error("--memory %s: %s", size_format(vm->cfg->memory, size, sizeof(size)),
+			  r == -ENOMEM ? "the host cannot map that much memory" : "invalid size");
+		return r;
+	}
+	return gmem_register(&vm->mem, vm->vm_fd);
+}
+
+static int vm_create_vcpus(struct vm *vm)
+{
+	struct kvm_cpuid2 *cpuid = x86_supported_cpuid(vm->kvm_fd);
+	int r = 0;
+
+	if (!cpuid)
+		return -EIO;
+	vm->vcpus = calloc(vm->nr_vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		free(cpuid);
+		return -ENOMEM;
+	}
+	for (vm->nr_created = 0; vm->nr_created < vm->nr_vcpus; vm->nr_created++) {
+		r = vcpu_create(vm, vm->nr_created, cpuid, &vm->vcpus[vm->nr_created]);
+		if (r < 0)
+			break;
+	}
+	free(cpuid);
+	return r;
+}
+
+static int vm_setup_signals(struct vm *vm, sigset_t *old)
+{
+	sigset_t set;
+
+	/* SIGINT/SIGTERM are read from a signalfd on the loop; every thread keeps them blocked.
+	 * SIGPIPE: a serial or socket peer that went away is an error return, not a death. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, old);
+	signal(SIGPIPE, SIG_IGN);
+	sigdelset(&set, SIGUSR1);
+	vm->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vm->sig_fd < 0)
+		return -errno;
+	return loop_add(vm->loop, vm->sig_fd, EPOLLIN, vm_signal, vm);
+}
+
+static void vm_destroy(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->nr_created; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	if (vm->devices_up)
+		devices_exit(vm);
+	if (vm->ctl_up)
+		ctl_destroy(&vm->ctl);
+	if (vm->sig_fd >= 0)
+		close(vm->sig_fd);
+	loop_destroy(vm->loop);
+	gmem_destroy(&vm->mem);
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	free(vm);
+}
+
+/* Everything up to a VM ready to run; a failure returns kvmm's exit status for it. */
+static int vm_build(struct vm *vm, struct boot_entry *entry)
+{
+	const struct vm_config *cfg = vm->cfg;
+	struct boot_config bc = {
+		.kernel_path = cfg->kernel,
+		.initrd_path = cfg->initrd,
+		.cmdline = cfg->append ? cfg->append : "",
+		.nr_cpus = cfg->cpus,
+	};
+	int r;
+
+	if (vm_open_kvm(vm) < 0 || vm_create_machine(vm) < 0)
+		return VM_EXIT_STATUS_USAGE;
+	r = vm_create_memory(vm);
+	if (r < 0)
+		return r == -ENOMEM || r == -EINVAL ? VM_EXIT_STATUS_USAGE : VM_EXIT_STATUS_FAILURE;
+	if (loop_create(&vm->loop) < 0 || ctl_init(&vm->ctl, vm->loop, vm_ctl, vm) < 0)
+		return VM_EXIT_STATUS_FAILURE;
+	vm->ctl_up = true;
+	r = boot_load(&vm->mem, &bc, entry);
+	if (r < 0)
+		return r == -EIO || r == -ENOMEM ? VM_EXIT_STATUS_FAILURE : VM_EXIT_STATUS_USAGE;
+	if (devices_init(vm) < 0)
+		return VM_EXIT_STATUS_FAILURE;
+	vm->devices_up = true;
+	if (vm_create_vcpus(vm) < 0 || x86_vcpu_boot(&vm->vcpus[0], entry) < 0)
+		return VM_EXIT_STATUS_FAILURE;
+	return 0;
+}
+
+int vm_run(const struct vm_config *cfg)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+	struct boot_entry entry;
+	sigset_t old;
+	int status;
+
+	if (!vm)
+		return VM_EXIT_STATUS_FAILURE;
+	vm->cfg = cfg;
+	vm->nr_vcpus = cfg->cpus;
+	vm->kvm_fd = vm->vm_fd = vm->sig_fd = -1;
+	bus_init(&vm->pio, "pio");
+	bus_init(&vm->mmio, "mmio");
+	pthread_sigmask(SIG_SETMASK, NULL, &old);
+
+	status = vm_build(vm, &entry);
+	if (status == 0 && vm_setup_signals(vm, &old) < 0)
+		status = VM_EXIT_STATUS_FAILURE;
+	if (status != 0)
+		goto out;
+
+	log_info("starting %s: %u vCPU%s, %llu MiB, kernel %s", cfg->name ? cfg->name : "vm",
+		 vm->nr_vcpus, vm->nr_vcpus > 1 ? "s" : "", (unsigned long long)(cfg->memory >> 20),
+		 cfg->kernel);
+	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+		if (vcpu_start(&vm->vcpus[i]) < 0) {
+			vm_request_exit(vm, VM_EXIT_INTERNAL, 1, "cannot start a vCPU thread");
+			break;
+		}
+	}
+	if (loop_run(vm->loop) < 0 && !atomic_load(&vm->stopping))
+		vm_stop(vm, VM_EXIT_INTERNAL, 1, "event loop failed");
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_join(&vm->vcpus[i]);
+
+	status = vm_exit_status(vm);
+	if (vm->exit_reason == VM_EXIT_DEBUG_EXIT)
+		log_info("stopped: %s, status %d", vm_exit_names[vm->exit_reason], status);
+	else if (vm->exit_detail[0])
+		log_info("stopped: %s (%s)", vm_exit_names[vm->exit_reason], vm->exit_detail);
+	else
+		log_info("stopped: %s", vm_exit_names[vm->exit_reason]);
+out:
+	vm_destroy(vm);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return status;
+}
