@@ -1,0 +1,30 @@
+/* The device registry (src/devices/registry.c): one explicit table of the platform's devices, set up
+ * in order when a VM is created and torn down in reverse. Each device registers its ranges on
+ * vm->pio / vm->mmio (and PCI functions on vm->pci) and keeps its state in its vm field. */
+#ifndef KVMM_DEVICES_H
+#define KVMM_DEVICES_H
+
+struct vm;
+
+struct device_desc {
+	const char *name;
+	int (*init)(struct vm *vm);   /* 0 or -errno, with a log_error() saying what failed */
+	void (*exit)(struct vm *vm);  /* releases everything init acquired; safe after a failed init */
+};
+
+int devices_init(struct vm *vm);  /* on failure, exits the devices already initialised */
+void devices_exit(struct vm *vm);
+
+/* The devices, in registry order. */
+int pci_init(struct vm *vm);      /* PCI host bridge 00:00.0, config mechanism 1 (0xcf8-0xcff) */
+void pci_exit(struct vm *vm);
+int serial_init(struct vm *vm);   /* 8250/16550A UART on COM1 (0x3f8, IRQ 4); cfg->serial backend */
+void serial_exit(struct vm *vm);
+int i8042_init(struct vm *vm);    /* keyboard controller (0x60, 0x64): reset on 0xfe, no keyboard */
+void i8042_exit(struct vm *vm);
+int rtc_init(struct vm *vm);      /* CMOS/RTC (0x70, 0x71): host UTC time, memory size in CMOS */
+void rtc_exit(struct vm *vm);
+int power_init(struct vm *vm);    /* ACPI sleep control port, test-exit port 0xf4 (0xcf9: pci.c) */
+void power_exit(struct vm *vm);
+
+#endif
