@@ -1,0 +1,25 @@
+#!/usr/bin/env python3
+"""kvmm boots Debian's cloud kernel with the busybox initramfs to a shell on the serial console, with
+1 and with 2 vCPUs (all reported in /proc/cpuinfo), with its RTC and PCI host bridge found through
+ACPI, runs a command typed at the shell, and powers off on command with exit status 0."""
+from kvmmtest import GUEST_INITRD, GUEST_KERNEL, Vm, check, finish
+
+for cpus in (1, 2):
+    vm = Vm(["--cpus", str(cpus), "-m", "256M", "--kernel", GUEST_KERNEL, "--initrd", GUEST_INITRD,
+             "--append", "console=ttyS0 panic=-1"], timeout=240)
+    m = vm.expect_re(r"KVMM guest=linux event=init .*cpus=(\d+) mem_kb=(\d+)")
+    check(m is not None, f"{cpus} vCPU(s): the guest reached /init")
+    check(m is not None and int(m.group(1)) == cpus, f"{cpus} vCPU(s): /proc/cpuinfo lists {cpus}")
+    check(m is not None and 200 * 1024 < int(m.group(2)) <= 256 * 1024,
+          f"{cpus} vCPU(s): MemTotal fits -m 256M")
+    check("rtc_cmos" in vm.text() and "registered as rtc0" in vm.text(),
+          f"{cpus} vCPU(s): Linux's rtc_cmos driver took kvmm's CMOS clock")
+    check(vm.expect("/ #"), f"{cpus} vCPU(s): a shell prompt on the serial console")
+    vm.send("echo typed-$((6*7)); ls /sys/bus/pci/devices\n")
+    check(vm.expect("typed-42"), f"{cpus} vCPU(s): input reaches the shell and output comes back")
+    check(vm.expect("0000:00:00.0"), f"{cpus} vCPU(s): the guest found the PCI host bridge")
+    vm.send("poweroff -f\n")
+    status = vm.wait()
+    check(status == 0, f"{cpus} vCPU(s): powered off with exit status 0 (got {status})")
+    check("stopped: guest powered off" in vm.text(), f"{cpus} vCPU(s): kvmm said why it stopped")
+finish()
