@@ -56,6 +56,8 @@
 
 #define COM1_PORT 0x3f8
 #define COM1_IRQ 4
+#define RTC_PORT 0x70 /* src/devices/rtc.c */
+#define RTC_IRQ 8
 #define PCI_CONFIG_PORT 0xcf8
 
 /* Starts a table at the next aligned offset; returns that offset (the table's start). */
@@ -186,19 +188,22 @@ static void dsdt_pci0(struct abuf *a)
 	aml_close(a, dev);
 }
 
-static void dsdt_com1(struct abuf *a)
+/* An ISA device at port..port+len-1 on one IRQ: COM1, and the CMOS RTC (PNP0B00), which Linux's
+ * rtc_cmos only takes on a HW-reduced ACPI platform when ACPI enumerates it. */
+static void dsdt_isa_device(struct abuf *a, const char *name, const char *eisaid, unsigned uid,
+			    uint16_t port, uint8_t len, uint8_t irq)
 {
 	uint8_t mem[32];
 	struct abuf r;
-	size_t dev = aml_device(a, "COM1");
+	size_t dev = aml_device(a, name);
 
 	aml_name(a, "_HID");
-	aml_eisaid(a, "PNP0501");
+	aml_eisaid(a, eisaid);
 	aml_name(a, "_UID");
-	aml_int(a, 1);
+	aml_int(a, uid);
 	abuf_init(&r, mem, sizeof(mem));
-	res_io(&r, COM1_PORT, 8);
-	res_irq(&r, COM1_IRQ);
+	res_io(&r, port, len);
+	res_irq(&r, irq);
 	res_end(&r);
 	aml_name(a, "_CRS");
 	if (r.overflow)
@@ -224,7 +229,8 @@ static size_t acpi_dsdt(struct abuf *a)
 
 	sb = aml_scope(a, "\\_SB_");
 	dsdt_pci0(a);
-	dsdt_com1(a);
+	dsdt_isa_device(a, "COM1", "PNP0501", 1, COM1_PORT, 8, COM1_IRQ);
+	dsdt_isa_device(a, "RTC_", "PNP0B00", 0, RTC_PORT, 2, RTC_IRQ);
 	aml_close(a, sb);
 	table_end(a, t);
 	return t;

@@ -206,6 +206,7 @@ Test(acpi, dsdt_bytes, .timeout = 10)
 	cr_expect_eq(memcmp(aml, s5, sizeof(s5)), 0, "\\_S5 package");
 	cr_expect_not_null(memmem(aml, len - 36, "\x08_HID\x0c\x41\xd0\x0a\x03", 10), "EISAID PNP0A03");
 	cr_expect_not_null(memmem(aml, len - 36, "\x08_HID\x0c\x41\xd0\x05\x01", 10), "EISAID PNP0501");
+	cr_expect_not_null(memmem(aml, len - 36, "\x08_HID\x0c\x41\xd0\x0b\x00", 10), "EISAID PNP0B00");
 }
 
 static bool have_iasl(void)
@@ -291,6 +292,9 @@ Test(acpi, iasl_disassembles_every_table, .timeout = 60)
 		     "32-bit window ends below the IOAPIC");
 	cr_expect_eq(grep_count("dsdt.dsl", "0x03F8,             // Range Minimum"), 1);
 	cr_expect_eq(grep_count("dsdt.dsl", "{4}"), 1, "COM1 on IRQ 4");
+	cr_expect_eq(grep_count("dsdt.dsl", "EisaId (\"PNP0B00\")"), 1, "CMOS RTC");
+	cr_expect_eq(grep_count("dsdt.dsl", "0x0070,             // Range Minimum"), 1);
+	cr_expect_eq(grep_count("dsdt.dsl", "{8}"), 1, "RTC on IRQ 8");
 	cr_expect_eq(grep_count("apic.dsl", "[Processor Local APIC]"), 8);
 	cr_expect_eq(grep_count("apic.dsl", "[I/O APIC]"), 1);
 	cr_expect_eq(grep_count("facp.dsl", "Hardware Reduced (V5) : 1"), 1);
