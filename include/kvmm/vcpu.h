@@ -7,6 +7,7 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -20,6 +21,7 @@ struct vcpu {
 	size_t run_size;
 	pthread_t thread;
 	bool started;
+	_Atomic bool dump_requested; /* vcpu_request_dump(): log the state at the next exit */
 };
 
 /* Creates vCPU id with CPUID, MSRs, LAPIC and FPU set up; APs then wait for INIT/SIPI in KVM. */
@@ -28,6 +30,9 @@ int vcpu_start(struct vcpu *v);
 /* Makes KVM_RUN return at once (immediate_exit + a signal), so the thread sees vm->stopping. */
 void vcpu_kick(struct vcpu *v);
 void vcpu_join(struct vcpu *v);
+/* Makes the vCPU log its registers and run state (one info line) from its own thread, then go on:
+ * what SIGUSR2 asks of every vCPU, to see where a guest that stopped responding is. */
+void vcpu_request_dump(struct vcpu *v);
 void vcpu_destroy(struct vcpu *v);
 
 /* x86 state (src/vcpu/x86.c). */
@@ -38,5 +43,7 @@ void x86_cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned id, unsigned nr);
 void x86_boot_sregs(const struct boot_entry *e, struct kvm_sregs *s);
 int x86_vcpu_setup(struct vcpu *v, const struct kvm_cpuid2 *supported);
 int x86_vcpu_boot(struct vcpu *v, const struct boot_entry *e);
+/* Logs rip, rsp, rflags, cr0/cr3/cr4, the run state and pending events of v (on its own thread). */
+void x86_vcpu_log_state(struct vcpu *v);
 
 #endif

@@ -90,6 +90,11 @@ static void vm_signal(void *opaque, uint32_t events)
 	(void)events;
 	if (read(vm->sig_fd, &si, sizeof(si)) != sizeof(si))
 		return;
+	if (si.ssi_signo == SIGUSR2) {
+		for (unsigned i = 0; i < vm->nr_vcpus; i++)
+			vcpu_request_dump(&vm->vcpus[i]);
+		return;
+	}
 	snprintf(detail, sizeof(detail), "%s", strsignal((int)si.ssi_signo));
 	/* Through the queue like every other front end, so an earlier request keeps its place. */
 	vm_request_exit(vm, VM_EXIT_SIGNAL, 0, detail);
@@ -197,11 +202,13 @@ static int vm_setup_signals(struct vm *vm, sigset_t *old)
 {
 	sigset_t set;
 
-	/* SIGINT/SIGTERM are read from a signalfd on the loop; every thread keeps them blocked.
+	/* SIGINT/SIGTERM (stop) and SIGUSR2 (log every vCPU's state) are read from a signalfd on
+	 * the loop; every thread keeps them blocked.
 	 * SIGPIPE: a serial or socket peer that went away is an error return, not a death. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR2);
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, old);
 	signal(SIGPIPE, SIG_IGN);

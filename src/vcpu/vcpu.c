@@ -124,6 +124,8 @@ static void *vcpu_thread(void *arg)
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				v->run->immediate_exit = 0;
+				if (atomic_exchange(&v->dump_requested, false))
+					x86_vcpu_log_state(v);
 				continue;
 			}
 			vm_request_exit(v->vm, VM_EXIT_INTERNAL, 1, strerror(errno));
@@ -168,6 +170,12 @@ void vcpu_kick(struct vcpu *v)
 	/* immediate_exit covers a kick that lands before the thread enters KVM_RUN. */
 	v->run->immediate_exit = 1;
 	pthread_kill(v->thread, VCPU_KICK_SIGNAL);
+}
+
+void vcpu_request_dump(struct vcpu *v)
+{
+	atomic_store(&v->dump_requested, true);
+	vcpu_kick(v);
 }
 
 void vcpu_join(struct vcpu *v)

@@ -217,3 +217,36 @@ int x86_vcpu_boot(struct vcpu *v, const struct boot_entry *e)
 		return -errno;
 	return 0;
 }
+
+static const char *const x86_mp_state_names[] = {
+	[KVM_MP_STATE_RUNNABLE] = "runnable",
+	[KVM_MP_STATE_UNINITIALIZED] = "waiting-for-INIT/SIPI",
+	[KVM_MP_STATE_INIT_RECEIVED] = "INIT-received",
+	[KVM_MP_STATE_HALTED] = "halted",
+	[KVM_MP_STATE_SIPI_RECEIVED] = "SIPI-received",
+};
+
+void x86_vcpu_log_state(struct vcpu *v)
+{
+	struct kvm_regs r;
+	struct kvm_sregs s;
+	struct kvm_mp_state mp = { 0 };
+	struct kvm_vcpu_events ev = { 0 };
+	const char *state = "?";
+
+	if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &s) < 0) {
+		log_warn("vcpu%u: cannot read its registers: %s", v->id, strerror(errno));
+		return;
+	}
+	if (ioctl(v->fd, KVM_GET_MP_STATE, &mp) == 0 && mp.mp_state < sizeof(x86_mp_state_names) /
+	    sizeof(x86_mp_state_names[0]) && x86_mp_state_names[mp.mp_state])
+		state = x86_mp_state_names[mp.mp_state];
+	ioctl(v->fd, KVM_GET_VCPU_EVENTS, &ev);
+	log_info("vcpu%u: %s rip=%#llx rsp=%#llx rflags=%#llx cr0=%#llx cr3=%#llx cr4=%#llx cs=%#x/%#llx "
+		 "apic_base=%#llx irq-injected=%u nmi-pending=%u shadow=%u",
+		 v->id, state, (unsigned long long)r.rip, (unsigned long long)r.rsp,
+		 (unsigned long long)r.rflags, (unsigned long long)s.cr0, (unsigned long long)s.cr3,
+		 (unsigned long long)s.cr4, s.cs.selector, (unsigned long long)s.cs.base,
+		 (unsigned long long)s.apic_base, ev.interrupt.injected, ev.nmi.pending,
+		 ev.interrupt.shadow);
+}

@@ -2,6 +2,7 @@
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -57,10 +58,35 @@ class Vm:
         while needle not in self.out:
             left = self.deadline - time.monotonic()
             if left <= 0:
+                self.diagnose(f"waiting for {text!r}")
                 return False
             if self._read(min(left, 1.0)) is None:
                 return needle in self.out
         return True
+
+    def diagnose(self, what):
+        """After a time-out, once: asks kvmm to log every vCPU's state (SIGUSR2) and prints where
+        its threads wait, so a hang in CI shows where the guest and kvmm are."""
+        if getattr(self, "diagnosed", False) or self.proc.poll() is not None:
+            return
+        self.diagnosed = True
+        print(f"\n--- timed out {what}; kvmm's threads and vCPU state:", flush=True)
+        for task in sorted(os.listdir(f"/proc/{self.proc.pid}/task")):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{task}/comm") as f:
+                    comm = f.read().strip()
+                with open(f"/proc/{self.proc.pid}/task/{task}/wchan") as f:
+                    wchan = f.read().strip()
+                with open(f"/proc/{self.proc.pid}/task/{task}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                print(f"  thread {comm}: state {fields[0]}, wchan {wchan}, utime {fields[11]}, "
+                      f"stime {fields[12]}", flush=True)
+            except OSError:
+                pass
+        self.proc.send_signal(signal.SIGUSR2)
+        end = time.monotonic() + 3
+        while time.monotonic() < end and self._read(0.5) is not None:
+            pass
 
     def expect_re(self, pattern):
         """Waits for a whole output line matching `pattern`; returns the match or None."""
@@ -70,7 +96,10 @@ class Vm:
                 if line.endswith("\n") and rx.search(line):
                     return rx.search(line)
             left = self.deadline - time.monotonic()
-            if left <= 0 or self._read(min(left, 1.0)) is None:
+            if left <= 0:
+                self.diagnose(f"waiting for a line matching {pattern!r}")
+                return None
+            if self._read(min(left, 1.0)) is None:
                 return None
 
     def send(self, text):
@@ -86,6 +115,7 @@ class Vm:
         try:
             return self.proc.wait(timeout=max(0.1, self.deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            self.diagnose("waiting for kvmm to exit")
             self.proc.kill()
             self.proc.wait()
             return None

@@ -2,7 +2,9 @@
 # Runs the integration tests: every Criterion binary built from tests/integration/test_*.c and every
 # executable tests/integration/test_*.sh and test_*.py. They need /dev/kvm, so `make test` runs this
 # once inside the test host (scripts/testhost run -- tests/integration/run.sh). An argument keeps only
-# tests whose name contains it. Each failing test's whole output is printed. Last line: "integration: N passed, M failed".
+# tests whose name contains it. Each test's whole output is kept in $BUILD/tests/integration/logs/;
+# a failing test's last lines are printed (the end is where a hang or a crash shows).
+# Last line: "integration: N passed, M failed".
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
@@ -22,10 +24,12 @@ if [ ${#tests[@]} -eq 0 ]; then
 fi
 
 passed=0 failed=0
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+LOGS=$BUILD/tests/integration/logs
+TAIL_LINES=${KVMM_TEST_TAIL:-60}
+mkdir -p "$LOGS"
 for t in "${tests[@]}"; do
 	name=${t##*/}
+	log=$LOGS/$name.log
 	start=$SECONDS
 	rc=0
 	timeout -k 10 "$PER_TEST_TIMEOUT" "$t" >"$log" 2>&1 </dev/null || rc=$?
@@ -46,8 +50,9 @@ for t in "${tests[@]}"; do
 		echo "PASS $name (${secs}s)"
 	else
 		[ "$rc" = 124 ] && why="timed out after ${PER_TEST_TIMEOUT}s" || why="exit $rc"
-		echo "FAIL $name ($why, ${secs}s); its output:"
-		sed 's/^/  | /' "$log"
+		echo "FAIL $name ($why, ${secs}s); the last $TAIL_LINES lines of its output (all of it in $log):"
+		tail -n "$TAIL_LINES" "$log" | sed 's/^/  | /'
+		echo "FAIL $name (end of its output)"
 	fi
 done
 echo "integration: $passed passed, $failed failed"
