@@ -1,13 +1,34 @@
 #!/usr/bin/env python3
 """kvmm boots Debian's cloud kernel with the busybox initramfs to a shell on the serial console, with
 1 and with 2 vCPUs (all reported in /proc/cpuinfo), with its RTC and PCI host bridge found through
-ACPI, runs a command typed at the shell, and powers off on command with exit status 0."""
+ACPI, runs a command typed at the shell, and powers off on command with exit status 0.
+
+Known test host flake (docs/testing.md, "Known flake"): about one 2-vCPU boot in eight, the AP is
+found running zeros in real mode at CS 0xf000 (base 0xf0000) and the guest never reaches /init.
+Only that exact state, read from kvmm's SIGUSR2 dump, earns one retry, announced in the output;
+any other failure fails."""
+import re
 from kvmmtest import GUEST_INITRD, GUEST_KERNEL, Vm, check, finish
 
+INIT = r"KVMM guest=linux event=init .*cpus=(\d+) mem_kb=(\d+)"
+STRAY_AP = re.compile(r"vcpu[1-9]\d*: runnable .* cs=0xf000/0xf0000 ")
+
+
+def boot(cpus):
+    for attempt in (1, 2):
+        vm = Vm(["--cpus", str(cpus), "-m", "256M", "--kernel", GUEST_KERNEL, "--initrd", GUEST_INITRD,
+                 "--append", "console=ttyS0 panic=-1"], timeout=120)
+        m = vm.expect_re(INIT)
+        if m or attempt == 2 or not STRAY_AP.search(vm.text()):
+            return vm, m
+        vm.proc.kill()
+        vm.proc.wait()
+        print(f"\nKNOWN TEST-HOST FLAKE: {cpus}-vCPU boot stuck with an AP in real mode at "
+              "CS 0xf000 (docs/testing.md, 'Known flake'); retrying once", flush=True)
+
+
 for cpus in (1, 2):
-    vm = Vm(["--cpus", str(cpus), "-m", "256M", "--kernel", GUEST_KERNEL, "--initrd", GUEST_INITRD,
-             "--append", "console=ttyS0 panic=-1"], timeout=180)
-    m = vm.expect_re(r"KVMM guest=linux event=init .*cpus=(\d+) mem_kb=(\d+)")
+    vm, m = boot(cpus)
     check(m is not None, f"{cpus} vCPU(s): the guest reached /init")
     check(m is not None and int(m.group(1)) == cpus, f"{cpus} vCPU(s): /proc/cpuinfo lists {cpus}")
     check(m is not None and 200 * 1024 < int(m.group(2)) <= 256 * 1024,
