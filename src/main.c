@@ -1,6 +1,7 @@
 /* kvmm: subcommand dispatch only. */
 #include <kvmm/config.h>
 #include <kvmm/log.h>
+#include <kvmm/qmp.h>
 #include <kvmm/version.h>
 #include <kvmm/vm.h>
 
@@ -52,7 +53,7 @@ static void log_from_env(void)
 
 static const struct subcommand subcommands[] = {
 	{ "run", "[options]", "boot a VM (kvmm run --help)", cmd_run },
-	{ "qmp", "SOCKET [COMMAND [JSON]]", "send a QMP command, or an interactive prompt", not_yet },
+	{ "qmp", "SOCKET [COMMAND [JSON]]", "send a QMP command, or an interactive prompt", qmp_cli_main },
 	{ "top", "[--hostd SOCKET | SOCKET...]", "live per-VM memory view", not_yet },
 	{ "hostd", "[options]", "host memory scheduler for all VMs on the machine", not_yet },
 	{ "import-libvirt", "DOMAIN.xml", "run a libvirt domain definition", not_yet },

@@ -105,4 +105,12 @@ int qmp_client_execute(struct qmp_client *c, const char *cmd, json_t *args, int 
 		       json_t **reply);
 void qmp_client_close(struct qmp_client *c);
 
+/* kvmm's VM commands (src/qmp/commands.c): query-status, stop, cont, quit, query-cpus-fast,
+ * query-memory-size-summary. The handlers run on the VM's loop thread. */
+struct vm;
+int qmp_vm_register(struct qmp_server *s, struct vm *vm);
+
+/* `kvmm qmp SOCKET [COMMAND [JSON]]` (src/qmp/cli.c); argv[0] is "qmp". Returns the exit status. */
+int qmp_cli_main(int argc, char **argv);
+
 #endif

@@ -22,6 +22,7 @@ struct vcpu {
 	pthread_t thread;
 	bool started;
 	_Atomic bool dump_requested; /* vcpu_request_dump(): log the state at the next exit */
+	_Atomic int tid;             /* the thread's Linux thread id, once it runs (query-cpus-fast) */
 };
 
 /* Creates vCPU id with CPUID, MSRs, LAPIC and FPU set up; APs then wait for INIT/SIPI in KVM. */

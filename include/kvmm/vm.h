@@ -19,9 +19,10 @@ struct i8042;
 struct rtc;
 struct pci;
 struct power;
+struct qmp_server;
 
 /* Why a VM stops. kvmm's exit status: 0 for POWEROFF and RESET (kvmm does not reboot guests),
- * the guest's value for DEBUG_EXIT, 0 for SIGNAL, 1 for TRIPLE_FAULT and INTERNAL. */
+ * the guest's value for DEBUG_EXIT, 0 for SIGNAL and QUIT, 1 for TRIPLE_FAULT and INTERNAL. */
 enum vm_exit_reason {
 	VM_EXIT_NONE,
 	VM_EXIT_POWEROFF,     /* ACPI S5 */
@@ -30,6 +31,7 @@ enum vm_exit_reason {
 	VM_EXIT_TRIPLE_FAULT, /* KVM_EXIT_SHUTDOWN */
 	VM_EXIT_SIGNAL,       /* SIGINT / SIGTERM */
 	VM_EXIT_INTERNAL,     /* a vCPU could not continue (KVM error, unhandled exit) */
+	VM_EXIT_QUIT,         /* QMP quit */
 };
 
 #define VM_DEBUG_EXIT_PORT 0xf4
@@ -54,6 +56,16 @@ struct vm {
 	struct pci *pci;
 	struct power *power;
 
+	struct qmp_server *qmp;   /* --qmp; NULL without */
+
+	/* Pause (QMP stop / cont): vCPUs park in vcpu threads while pause_requested is set; parked
+	 * counts them (under pause_lock). Written on the loop thread only. */
+	_Atomic bool pause_requested;
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	unsigned parked;
+	unsigned running_vcpus;   /* vCPU threads started and not yet ended */
+
 	struct ctl ctl;           /* every front end acts through it, on the loop thread */
 	/* Set on the loop thread by the first stop request; vCPU threads read `stopping`. */
 	enum vm_exit_reason exit_reason;
@@ -69,6 +81,12 @@ int vm_irq_line(struct vm *vm, unsigned gsi, bool level);
 /* Asks the VM to stop; the first request wins. code is the DEBUG_EXIT value (else ignored).
  * Safe from any thread, including a vCPU's own. detail is a short reason for the log line. */
 void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int code, const char *detail);
+
+/* QMP stop / cont, on the loop thread. vm_pause returns once every vCPU is parked outside
+ * KVM_RUN (or the VM is stopping); 0, or -ETIMEDOUT after 10 s. Both are idempotent. */
+int vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+bool vm_is_paused(const struct vm *vm);
 
 /* Runs a VM for `kvmm run` from start to exit; returns kvmm's exit status. */
 int vm_run(const struct vm_config *cfg);

@@ -2,6 +2,7 @@
 #include <kvmm/devices.h>
 #include <kvmm/log.h>
 #include <kvmm/loop.h>
+#include <kvmm/qmp.h>
 #include <kvmm/size.h>
 #include <kvmm/vcpu.h>
 #include <kvmm/vm.h>
@@ -17,6 +18,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Where KVM puts the real-mode TSS and identity map Intel's VMX needs, just below the 4 GiB BIOS
@@ -36,6 +38,22 @@ static const char *const vm_exit_names[] = {
 	[VM_EXIT_TRIPLE_FAULT] = "guest triple fault",
 	[VM_EXIT_SIGNAL] = "stopped by signal",
 	[VM_EXIT_INTERNAL] = "vCPU failure",
+	[VM_EXIT_QUIT] = "quit by QMP",
+};
+
+/* QEMU's ShutdownCause names, for the SHUTDOWN event; guest: whether the guest asked. */
+static const struct {
+	const char *reason;
+	bool guest;
+} vm_shutdown_causes[] = {
+	[VM_EXIT_NONE] = { "none", false },
+	[VM_EXIT_POWEROFF] = { "guest-shutdown", true },
+	[VM_EXIT_RESET] = { "guest-reset", true },
+	[VM_EXIT_DEBUG_EXIT] = { "guest-shutdown", true },
+	[VM_EXIT_TRIPLE_FAULT] = { "guest-reset", true },
+	[VM_EXIT_SIGNAL] = { "host-signal", false },
+	[VM_EXIT_INTERNAL] = { "host-error", false },
+	[VM_EXIT_QUIT] = { "host-qmp-quit", false },
 };
 
 int vm_irq_line(struct vm *vm, unsigned gsi, bool level)
@@ -67,7 +85,52 @@ static void vm_stop(struct vm *vm, enum vm_exit_reason why, int code, const char
 	atomic_store(&vm->stopping, true);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
+	pthread_mutex_lock(&vm->pause_lock);
+	pthread_cond_broadcast(&vm->pause_cond); /* parked vCPUs see `stopping` */
+	pthread_mutex_unlock(&vm->pause_lock);
+	if (vm->qmp) {
+		json_t *data = json_pack("{s:b, s:s}", "guest", vm_shutdown_causes[why].guest, "reason",
+					 vm_shutdown_causes[why].reason);
+
+		qmp_server_event(vm->qmp, "SHUTDOWN", data);
+		json_decref(data);
+	}
 	loop_stop(vm->loop);
+}
+
+int vm_pause(struct vm *vm)
+{
+	struct timespec deadline;
+	int r = 0;
+
+	if (atomic_exchange(&vm->pause_requested, true))
+		return 0;
+	for (unsigned i = 0; i < vm->nr_vcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 10;
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->parked < vm->running_vcpus && !atomic_load(&vm->stopping) && r == 0)
+		r = pthread_cond_timedwait(&vm->pause_cond, &vm->pause_lock, &deadline);
+	pthread_mutex_unlock(&vm->pause_lock);
+	if (r == ETIMEDOUT) {
+		log_warn("pause: %u of %u vCPUs stopped within 10 s", vm->parked, vm->running_vcpus);
+		return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	atomic_store(&vm->pause_requested, false);
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+bool vm_is_paused(const struct vm *vm)
+{
+	return atomic_load(&vm->pause_requested);
 }
 
 static void vm_ctl(void *opaque, const struct ctl_cmd *cmd)
@@ -106,6 +169,7 @@ static int vm_exit_status(const struct vm *vm)
 	case VM_EXIT_POWEROFF:
 	case VM_EXIT_RESET:
 	case VM_EXIT_SIGNAL:
+	case VM_EXIT_QUIT:
 		return 0;
 	case VM_EXIT_DEBUG_EXIT:
 		return vm->exit_code & 0xff;
@@ -226,6 +290,7 @@ static void vm_destroy(struct vm *vm)
 	free(vm->vcpus);
 	if (vm->devices_up)
 		devices_exit(vm);
+	qmp_server_destroy(vm->qmp);
 	if (vm->ctl_up)
 		ctl_destroy(&vm->ctl);
 	if (vm->sig_fd >= 0)
@@ -238,6 +303,8 @@ static void vm_destroy(struct vm *vm)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
+	pthread_mutex_destroy(&vm->pause_lock);
+	pthread_cond_destroy(&vm->pause_cond);
 	free(vm);
 }
 
@@ -261,6 +328,15 @@ static int vm_build(struct vm *vm, struct boot_entry *entry)
 	if (loop_create(&vm->loop) < 0 || ctl_init(&vm->ctl, vm->loop, vm_ctl, vm) < 0)
 		return VM_EXIT_STATUS_FAILURE;
 	vm->ctl_up = true;
+	if (cfg->qmp) {
+		r = qmp_server_create(vm->loop, cfg->qmp, NULL, &vm->qmp);
+		if (r < 0) {
+			log_error("--qmp unix:%s: %s", cfg->qmp, strerror(-r));
+			return VM_EXIT_STATUS_USAGE;
+		}
+		if (qmp_vm_register(vm->qmp, vm) < 0)
+			return VM_EXIT_STATUS_FAILURE;
+	}
 	r = boot_load(&vm->mem, &bc, entry);
 	if (r < 0)
 		return r == -EIO || r == -ENOMEM ? VM_EXIT_STATUS_FAILURE : VM_EXIT_STATUS_USAGE;
@@ -284,6 +360,8 @@ int vm_run(const struct vm_config *cfg)
 	vm->cfg = cfg;
 	vm->nr_vcpus = cfg->cpus;
 	vm->kvm_fd = vm->vm_fd = vm->sig_fd = -1;
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	pthread_sigmask(SIG_SETMASK, NULL, &old);

@@ -108,6 +108,30 @@ static bool vcpu_exit(struct vcpu *v)
 	return false;
 }
 
+/* Waits here, outside KVM_RUN, while the VM is paused (vm_pause) and not stopping. */
+static void vcpu_park(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->parked++;
+	pthread_cond_broadcast(&vm->pause_cond);
+	while (atomic_load(&vm->pause_requested) && !atomic_load(&vm->stopping))
+		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+	vm->parked--;
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+static void vcpu_thread_ends(struct vcpu *v)
+{
+	struct vm *vm = v->vm;
+
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->running_vcpus--;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vcpu *v = arg;
@@ -119,8 +143,13 @@ static void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	atomic_store(&v->tid, (int)gettid());
 
 	while (!atomic_load(&v->vm->stopping)) {
+		if (atomic_load(&v->vm->pause_requested)) {
+			vcpu_park(v);
+			continue;
+		}
 		if (ioctl(v->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				v->run->immediate_exit = 0;
@@ -134,6 +163,7 @@ static void *vcpu_thread(void *arg)
 		if (!vcpu_exit(v))
 			break;
 	}
+	vcpu_thread_ends(v);
 	return NULL;
 }
 
@@ -156,9 +186,14 @@ int vcpu_start(struct vcpu *v)
 	int r;
 
 	pthread_once(&once, vcpu_install_kick_handler);
+	pthread_mutex_lock(&v->vm->pause_lock);
+	v->vm->running_vcpus++;
+	pthread_mutex_unlock(&v->vm->pause_lock);
 	r = pthread_create(&v->thread, NULL, vcpu_thread, v);
-	if (r)
+	if (r) {
+		vcpu_thread_ends(v);
 		return -r;
+	}
 	v->started = true;
 	return 0;
 }

@@ -45,6 +45,11 @@ expect 2 '(--cpus).*0' -- "$KVMM" run --cpus 0 --kernel "$GUEST"
 expect 2 '(--cpus).*100000' -- "$KVMM" run --cpus 100000 --kernel "$GUEST"
 expect 2 '(--bogus)' -- "$KVMM" run --bogus --kernel "$GUEST"
 expect 2 '(--serial).*tty' -- "$KVMM" run --serial tty --kernel "$GUEST"
+expect 2 '(--qmp|qmp)' -- "$KVMM" run --qmp tcp:1234 --kernel "$GUEST"
+expect 2 '/no/such/dir/q.sock' -- "$KVMM" run --qmp unix:/no/such/dir/q.sock --kernel "$GUEST"
+echo 'not a socket' >"$tmp/plain"
+expect 2 "$tmp/plain" -- "$KVMM" run --qmp "unix:$tmp/plain" --kernel "$GUEST"
+expect 2 'usage' -- "$KVMM" qmp
 expect 2 '/dev/kvm' -- unshare -m sh -c \
 	'mount -t tmpfs tmpfs /dev && mknod -m 666 /dev/null c 1 3 && exec "$0" run -m 64M --kernel "$1"' \
 	"$KVMM" "$GUEST"
