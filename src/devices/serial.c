@@ -18,6 +18,7 @@
 #include <kvmm/devices.h>
 #include <kvmm/log.h>
 #include <kvmm/loop.h>
+#include <kvmm/unixsock.h>
 #include <kvmm/vm.h>
 
 #include <errno.h>
@@ -347,27 +348,6 @@ static int serial_open_file(struct serial *s, const char *path)
 	return 0;
 }
 
-/* An existing socket file nobody listens on is left over from a kvmm that died: remove it. Anything
- * else at that path is refused rather than deleted. */
-static int serial_clear_stale(const struct sockaddr_un *sa)
-{
-	struct stat st;
-	int fd, r;
-
-	if (lstat(sa->sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-	close(fd);
-	if (r == 0)
-		return -EADDRINUSE;
-	return unlink(sa->sun_path) < 0 ? -errno : 0;
-}
-
 static int serial_open_unix(struct serial *s, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -379,7 +359,7 @@ static int serial_open_unix(struct serial *s, const char *path)
 		return -ENAMETOOLONG;
 	}
 	strcpy(sa.sun_path, path);
-	r = serial_clear_stale(&sa);
+	r = unixsock_clear_stale(&sa);
 	if (r < 0) {
 		log_error("--serial unix:%s: %s", path,
 			  r == -EADDRINUSE ? "another process is listening there"

@@ -3,6 +3,7 @@
 #include "server.h"
 
 #include <kvmm/log.h>
+#include <kvmm/unixsock.h>
 #include <kvmm/loop.h>
 #include <kvmm/qmp.h>
 
@@ -371,28 +372,6 @@ int qmp_server_event(struct qmp_server *s, const char *name, json_t *data)
 	return 0;
 }
 
-/* Makes path free for bind(): unlink a socket nobody answers on, refuse anything else. */
-static int srv_clear_path(const char *path, const struct sockaddr_un *addr)
-{
-	struct stat st;
-	int fd, rc;
-
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	rc = connect(fd, (const struct sockaddr *)addr, sizeof(*addr));
-	close(fd);
-	if (rc == 0)
-		return -EADDRINUSE;
-	if (errno != ECONNREFUSED)
-		return -errno;
-	return unlink(path) < 0 ? -errno : 0;
-}
-
 int qmp_server_create(struct loop *l, const char *path, const struct qmp_server_config *cfg,
 		      struct qmp_server **out)
 {
@@ -421,7 +400,7 @@ int qmp_server_create(struct loop *l, const char *path, const struct qmp_server_
 	err = s->path ? qmp_server_register(s, qmp_builtin_commands, s) : -ENOMEM;
 	if (err < 0)
 		goto err_free;
-	err = srv_clear_path(path, &addr);
+	err = unixsock_clear_stale(&addr);
 	if (err < 0)
 		goto err_free;
 	s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
