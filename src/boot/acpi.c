@@ -158,6 +158,17 @@ static size_t acpi_fadt(struct abuf *a, uint64_t dsdt)
 	return t;
 }
 
+/* Ends the resource template r and names it _CRS in a; an overflow anywhere marks a. */
+static void dsdt_crs(struct abuf *a, struct abuf *r)
+{
+	res_end(r);
+	aml_name(a, "_CRS");
+	if (r->overflow)
+		a->overflow = true;
+	else
+		aml_buffer(a, r->b, r->len);
+}
+
 /* \_SB.PCI0: the host bridge behind configuration mechanism 1 (src/bus/pci.c). */
 static void dsdt_pci0(struct abuf *a)
 {
@@ -179,12 +190,7 @@ static void dsdt_pci0(struct abuf *a)
 	res_word_io(&r, 0x0000, PCI_CONFIG_PORT - 1);
 	res_word_io(&r, 0x0d00, 0xffff);
 	res_dword_mem(&r, (uint32_t)PCI_MMIO_BASE, (uint32_t)(PCI_MMIO_END - 1));
-	res_end(&r);
-	aml_name(a, "_CRS");
-	if (r.overflow)
-		a->overflow = true;
-	else
-		aml_buffer(a, r.b, r.len);
+	dsdt_crs(a, &r);
 	aml_close(a, dev);
 }
 
@@ -204,12 +210,7 @@ static void dsdt_isa_device(struct abuf *a, const char *name, const char *eisaid
 	abuf_init(&r, mem, sizeof(mem));
 	res_io(&r, port, len);
 	res_irq(&r, irq);
-	res_end(&r);
-	aml_name(a, "_CRS");
-	if (r.overflow)
-		a->overflow = true;
-	else
-		aml_buffer(a, r.b, r.len);
+	dsdt_crs(a, &r);
 	aml_close(a, dev);
 }
 
