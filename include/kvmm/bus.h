@@ -45,4 +45,20 @@ int bus_unregister(struct bus *b, uint64_t base);
 /* Calls the handler covering [addr, addr + len); true when one did. */
 bool bus_dispatch(struct bus *b, uint64_t addr, uint8_t *data, unsigned len, bool is_write);
 
+/* A bus access's data bytes as a little-endian value (len <= 4), and back. */
+static inline uint32_t bus_data_get(const uint8_t *p, unsigned len)
+{
+	uint32_t v = 0;
+
+	for (unsigned i = 0; i < len; i++)
+		v |= (uint32_t)p[i] << (8 * i);
+	return v;
+}
+
+static inline void bus_data_put(uint8_t *p, unsigned len, uint32_t v)
+{
+	for (unsigned i = 0; i < len; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
 #endif

@@ -81,21 +81,6 @@ struct pci {
 	uint64_t next_io;
 };
 
-static uint32_t pci_get(const uint8_t *p, unsigned len)
-{
-	uint32_t v = 0;
-
-	for (unsigned i = 0; i < len; i++)
-		v |= (uint32_t)p[i] << (8 * i);
-	return v;
-}
-
-static void pci_put(uint8_t *p, unsigned len, uint32_t v)
-{
-	for (unsigned i = 0; i < len; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static bool pci_len_ok(unsigned off, unsigned len)
 {
 	return (len == 1 || len == 2 || len == 4) && off < PCI_CFG_SIZE && len <= PCI_CFG_SIZE - off;
@@ -106,14 +91,14 @@ void pci_dev_init(struct pci_dev *d, const char *name, uint16_t vendor, uint16_t
 {
 	memset(d, 0, sizeof(*d));
 	d->name = name;
-	pci_put(&d->cfg[PCI_VENDOR_ID], 2, vendor);
-	pci_put(&d->cfg[PCI_DEVICE_ID], 2, device);
-	pci_put(&d->cfg[PCI_CLASS_PROG], 3, class_code); /* prog-if, subclass, base class */
-	pci_put(&d->cfg[PCI_SUBSYSTEM_VENDOR_ID], 2, subsys_vendor);
-	pci_put(&d->cfg[PCI_SUBSYSTEM_ID], 2, subsys_id);
+	bus_data_put(&d->cfg[PCI_VENDOR_ID], 2, vendor);
+	bus_data_put(&d->cfg[PCI_DEVICE_ID], 2, device);
+	bus_data_put(&d->cfg[PCI_CLASS_PROG], 3, class_code); /* prog-if, subclass, base class */
+	bus_data_put(&d->cfg[PCI_SUBSYSTEM_VENDOR_ID], 2, subsys_vendor);
+	bus_data_put(&d->cfg[PCI_SUBSYSTEM_ID], 2, subsys_id);
 	d->cfg[PCI_INTERRUPT_PIN] = 1; /* INTA# */
 
-	pci_put(&d->wmask[PCI_COMMAND], 2,
+	bus_data_put(&d->wmask[PCI_COMMAND], 2,
 		PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY |
 			PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE);
 	d->wmask[PCI_CACHE_LINE_SIZE] = 0xff;
@@ -135,20 +120,20 @@ void pci_dev_set_bar(struct pci_dev *d, unsigned n, uint64_t size, bool io, bus_
 	d->bars[n] = (struct pci_bar){ .size = size, .io = io, .fn = fn, .opaque = opaque };
 	/* IO BARs decode 16 bits (x86 port space); bit 0 marks IO. Memory: 32-bit, not prefetchable. */
 	mask = io ? (uint32_t)~(size - 1) & 0xfffc : (uint32_t)~(size - 1);
-	pci_put(&d->cfg[PCI_BAR0 + 4 * n], 4, io ? PCI_BAR_IO : 0);
-	pci_put(&d->wmask[PCI_BAR0 + 4 * n], 4, mask);
+	bus_data_put(&d->cfg[PCI_BAR0 + 4 * n], 4, io ? PCI_BAR_IO : 0);
+	bus_data_put(&d->wmask[PCI_BAR0 + 4 * n], 4, mask);
 }
 
 uint32_t pci_dev_cfg_read(struct pci_dev *d, unsigned off, unsigned len)
 {
 	if (!pci_len_ok(off, len))
 		return 0xffffffffu;
-	return pci_get(&d->cfg[off], len);
+	return bus_data_get(&d->cfg[off], len);
 }
 
 static uint64_t pci_bar_addr(const struct pci_dev *d, unsigned n)
 {
-	uint32_t v = pci_get(&d->cfg[PCI_BAR0 + 4 * n], 4);
+	uint32_t v = bus_data_get(&d->cfg[PCI_BAR0 + 4 * n], 4);
 
 	return d->bars[n].io ? v & ~3u : v & ~0xfu;
 }
@@ -158,7 +143,7 @@ static uint64_t pci_bar_addr(const struct pci_dev *d, unsigned n)
  * registration error (the BAR then stays off the bus). */
 static int pci_remap(struct pci *p, struct pci_dev *d)
 {
-	uint16_t cmd = (uint16_t)pci_get(&d->cfg[PCI_COMMAND], 2);
+	uint16_t cmd = (uint16_t)bus_data_get(&d->cfg[PCI_COMMAND], 2);
 	int ret = 0;
 
 	for (unsigned n = 0; n < PCI_NR_BARS; n++) {
@@ -233,9 +218,9 @@ static void pci_addr_io(void *opaque, uint64_t offset, uint8_t *data, unsigned l
 	pthread_mutex_lock(&p->lock);
 	if (offset == 0 && len == 4) {
 		if (is_write)
-			p->addr = pci_get(data, 4) & PCI_ADDR_MASK;
+			p->addr = bus_data_get(data, 4) & PCI_ADDR_MASK;
 		else
-			pci_put(data, 4, p->addr);
+			bus_data_put(data, 4, p->addr);
 	} else if (offset == 1 && len == 1) {
 		if (!is_write) {
 			data[0] = p->rcr;
@@ -263,9 +248,9 @@ static void pci_data_io(void *opaque, uint64_t offset, uint8_t *data, unsigned l
 		if (!is_write)
 			memset(data, 0xff, len);
 	} else if (is_write) {
-		pci_dev_cfg_write(d, reg, len, pci_get(data, len));
+		pci_dev_cfg_write(d, reg, len, bus_data_get(data, len));
 	} else {
-		pci_put(data, len, pci_dev_cfg_read(d, reg, len));
+		bus_data_put(data, len, pci_dev_cfg_read(d, reg, len));
 	}
 	pthread_mutex_unlock(&p->lock);
 }
@@ -333,12 +318,12 @@ int pci_add(struct vm *vm, struct pci_dev *d)
 				  n, (unsigned long long)b->size, b->io ? "IO" : "MMIO");
 			goto out;
 		}
-		pci_put(&d->cfg[PCI_BAR0 + 4 * n], 4, (uint32_t)base | (b->io ? PCI_BAR_IO : 0));
+		bus_data_put(&d->cfg[PCI_BAR0 + 4 * n], 4, (uint32_t)base | (b->io ? PCI_BAR_IO : 0));
 		b->addr = base;
 		cmd |= b->io ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY;
 	}
 	/* Programmed and decoding, as firmware leaves devices; the guest takes it from here. */
-	pci_put(&d->cfg[PCI_COMMAND], 2, pci_get(&d->cfg[PCI_COMMAND], 2) | cmd);
+	bus_data_put(&d->cfg[PCI_COMMAND], 2, bus_data_get(&d->cfg[PCI_COMMAND], 2) | cmd);
 	if (d->cfg[PCI_INTERRUPT_PIN])
 		d->cfg[PCI_INTERRUPT_LINE] = pci_intx_line(slot);
 	d->slot = slot;
@@ -374,7 +359,7 @@ int pci_init(struct vm *vm)
 	pci_dev_init(&p->host, "host-bridge", PCI_HOST_VENDOR, PCI_HOST_DEVICE, PCI_HOST_CLASS, 0, 0);
 	p->host.cfg[PCI_INTERRUPT_PIN] = 0;
 	p->host.wmask[PCI_INTERRUPT_LINE] = 0;
-	pci_put(&p->host.cfg[PCI_COMMAND], 2, PCI_COMMAND_MEMORY | PCI_COMMAND_IO);
+	bus_data_put(&p->host.cfg[PCI_COMMAND], 2, PCI_COMMAND_MEMORY | PCI_COMMAND_IO);
 	r = pci_add(vm, &p->host);
 	if (r < 0)
 		goto fail;

@@ -45,14 +45,13 @@ static void power_exit_io(void *opaque, uint64_t offset, uint8_t *data, unsigned
 			  bool is_write)
 {
 	struct power *p = opaque;
-	uint32_t v = 0;
+	uint32_t v;
 
 	if (!is_write) {
 		memset(data, 0xff, len);
 		return;
 	}
-	for (unsigned i = 0; i < len; i++)
-		v |= (uint32_t)data[i] << (8 * i);
+	v = bus_data_get(data, len);
 	(void)offset;
 	vm_request_exit(p->vm, VM_EXIT_DEBUG_EXIT, (int)(v & 0xff), "guest test exit");
 }

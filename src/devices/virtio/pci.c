@@ -30,24 +30,9 @@
 #define ISR_QUEUE 0x1
 #define ISR_CONFIG 0x2
 
-static uint32_t get_le(const uint8_t *p, unsigned len)
-{
-	uint32_t v = 0;
-
-	for (unsigned i = 0; i < len; i++)
-		v |= (uint32_t)p[i] << (8 * i);
-	return v;
-}
-
-static void put_le(uint8_t *p, unsigned len, uint32_t v)
-{
-	for (unsigned i = 0; i < len; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static uint16_t msix_ctrl(const struct virtio_pci *vp)
 {
-	return (uint16_t)get_le(&vp->pci.cfg[VIRTIO_CAP_MSIX + 2], 2);
+	return (uint16_t)bus_data_get(&vp->pci.cfg[VIRTIO_CAP_MSIX + 2], 2);
 }
 
 static bool msix_enabled(const struct virtio_pci *vp)
@@ -66,7 +51,7 @@ bool virtio_pci_msix_live(const struct virtio_pci *vp, unsigned v)
 /* INTx follows the ISR while MSI-X is off and the command register allows it (4.1.5.3). */
 static void intx_update(struct virtio_pci *vp)
 {
-	uint16_t cmd = (uint16_t)get_le(&vp->pci.cfg[CFG_COMMAND], 2);
+	uint16_t cmd = (uint16_t)bus_data_get(&vp->pci.cfg[CFG_COMMAND], 2);
 	bool level = vp->isr && !msix_enabled(vp) && !(cmd & CFG_COMMAND_INTX_DISABLE);
 
 	if (level)
@@ -368,9 +353,9 @@ static void common_access(struct virtio_pci *vp, unsigned off, uint8_t *data, un
 		return;
 	}
 	if (is_write)
-		common_write(vp, off, get_le(data, len));
+		common_write(vp, off, bus_data_get(data, len));
 	else
-		put_le(data, len, common_read(vp, off));
+		bus_data_put(data, len, common_read(vp, off));
 }
 
 static void device_cfg_access(struct virtio_pci *vp, unsigned off, uint8_t *data, unsigned len,
@@ -498,9 +483,9 @@ static void msix_io(void *opaque, uint64_t offset, uint8_t *data, unsigned len, 
 		unsigned off = (unsigned)offset + i;
 
 		if (!is_write)
-			put_le(data + i, 4, msix_dword(vp, off));
+			bus_data_put(data + i, 4, msix_dword(vp, off));
 		else if (off < VIRTIO_MSIX_PBA_OFF && off / 16 < vp->nr_vectors)
-			msix_entry_write(vp, off / 16, off % 16 / 4, get_le(data + i, 4));
+			msix_entry_write(vp, off / 16, off % 16 / 4, bus_data_get(data + i, 4));
 	}
 	pthread_mutex_unlock(&vp->lock);
 }
@@ -529,8 +514,8 @@ static void put_cap(struct virtio_pci *vp, unsigned at, unsigned next, uint8_t t
 	c[2] = cap_len;
 	c[3] = type;
 	c[4] = VIRTIO_PCI_BAR;
-	put_le(&c[8], 4, off);
-	put_le(&c[12], 4, len);
+	bus_data_put(&c[8], 4, off);
+	bus_data_put(&c[12], 4, len);
 }
 
 static void build_caps(struct virtio_pci *vp)
@@ -545,7 +530,7 @@ static void build_caps(struct virtio_pci *vp)
 		VIRTIO_PCI_COMMON_OFF, VIRTIO_PCI_COMMON_LEN, 16);
 	put_cap(vp, VIRTIO_CAP_NOTIFY, VIRTIO_CAP_ISR, VIRTIO_PCI_CAP_NOTIFY_CFG,
 		VIRTIO_PCI_NOTIFY_OFF, d->num_queues * VIRTIO_PCI_NOTIFY_MULT, 20);
-	put_le(&cfg[VIRTIO_CAP_NOTIFY + 16], 4, VIRTIO_PCI_NOTIFY_MULT);
+	bus_data_put(&cfg[VIRTIO_CAP_NOTIFY + 16], 4, VIRTIO_PCI_NOTIFY_MULT);
 	put_cap(vp, VIRTIO_CAP_ISR, after_isr, VIRTIO_PCI_CAP_ISR_CFG, VIRTIO_PCI_ISR_OFF, 1, 16);
 	if (d->config_size)
 		put_cap(vp, VIRTIO_CAP_DEVICE, VIRTIO_CAP_MSIX, VIRTIO_PCI_CAP_DEVICE_CFG,
@@ -555,9 +540,9 @@ static void build_caps(struct virtio_pci *vp)
 	 * only Enable and Function Mask. */
 	cfg[VIRTIO_CAP_MSIX] = CAP_ID_MSIX;
 	cfg[VIRTIO_CAP_MSIX + 1] = 0;
-	put_le(&cfg[VIRTIO_CAP_MSIX + 2], 2, vp->nr_vectors - 1);
-	put_le(&cfg[VIRTIO_CAP_MSIX + 4], 4, VIRTIO_MSIX_TABLE_OFF | VIRTIO_MSIX_BAR);
-	put_le(&cfg[VIRTIO_CAP_MSIX + 8], 4, VIRTIO_MSIX_PBA_OFF | VIRTIO_MSIX_BAR);
+	bus_data_put(&cfg[VIRTIO_CAP_MSIX + 2], 2, vp->nr_vectors - 1);
+	bus_data_put(&cfg[VIRTIO_CAP_MSIX + 4], 4, VIRTIO_MSIX_TABLE_OFF | VIRTIO_MSIX_BAR);
+	bus_data_put(&cfg[VIRTIO_CAP_MSIX + 8], 4, VIRTIO_MSIX_PBA_OFF | VIRTIO_MSIX_BAR);
 	vp->pci.wmask[VIRTIO_CAP_MSIX + 3] = (MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL) >> 8;
 }
 
