@@ -26,5 +26,7 @@ int rtc_init(struct vm *vm);      /* CMOS/RTC (0x70, 0x71): host UTC time, memor
 void rtc_exit(struct vm *vm);
 int power_init(struct vm *vm);    /* ACPI sleep control port, test-exit port 0xf4 (0xcf9: pci.c) */
 void power_exit(struct vm *vm);
+int balloon_init(struct vm *vm);  /* virtio-balloon on PCI, with --balloon (balloon_kvm.c) */
+void balloon_exit(struct vm *vm);
 
 #endif

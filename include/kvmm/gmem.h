@@ -47,6 +47,16 @@ void *gmem_ptr(const struct gmem *gm, uint64_t gpa, uint64_t len);
 int gmem_read(const struct gmem *gm, uint64_t gpa, void *buf, size_t len);
 int gmem_write(struct gmem *gm, uint64_t gpa, const void *buf, size_t len);
 
+/* Gives guest pages back to the host: every whole 4 KiB page of [gpa, gpa + len) that is RAM (parts
+ * outside RAM are skipped; the range may span regions) is released with one madvise per region
+ * (MADV_DONTNEED: the anonymous mapping refaults it as zero). Returns the bytes released, or
+ * -errno when madvise fails. Overflow-safe for any gpa/len. */
+int64_t gmem_discard(struct gmem *gm, uint64_t gpa, uint64_t len);
+
+/* Bytes of guest RAM resident in host memory now (the Rss of its mappings in /proc/self/smaps;
+ * the shared zero page does not count), or -errno. */
+int64_t gmem_resident(const struct gmem *gm);
+
 /* End of RAM below 4 GiB (the top of region 0). */
 uint64_t gmem_low_top(const struct gmem *gm);
 

@@ -50,6 +50,10 @@ void pci_dev_set_bar(struct pci_dev *d, unsigned n, uint64_t size, bool io, bus_
 /* Adds a device at the next free slot, assigns its BARs and registers them on the buses. */
 int pci_add(struct vm *vm, struct pci_dev *d);
 
+/* Takes a device added by pci_add off the bus (its BAR ranges unregistered, its slot free); a no-op
+ * for a device not on it. Call with vCPUs stopped. */
+void pci_remove(struct vm *vm, struct pci_dev *d);
+
 /* Config-space accesses as mechanism 1 delivers them (pure; exposed for unit tests). */
 uint32_t pci_dev_cfg_read(struct pci_dev *d, unsigned off, unsigned len);
 void pci_dev_cfg_write(struct pci_dev *d, unsigned off, unsigned len, uint32_t val);

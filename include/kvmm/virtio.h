@@ -90,9 +90,9 @@ void virtio_unlock(struct virtio_dev *d);
  * notifications (ioeventfd, read on vm->loop) and interrupts (irqfd + MSI routes, or INTx). Call
  * on the loop thread during device init. 0 or -errno (logged). */
 int virtio_pci_add(struct vm *vm, struct virtio_dev *d);
-/* Releases what virtio_pci_add acquired (ioeventfds, irqfds, MSI routes, loop watches) and the
- * transport. kvmm's PCI model has no per-device removal and pci_exit still reads every function it
- * holds, so call this after pci_exit (with vCPUs stopped), not before. */
+/* Takes the function off the PCI bus and releases what virtio_pci_add acquired (ioeventfds,
+ * irqfds, MSI routes, loop watches) and the transport. Call with vCPUs stopped, before pci_exit
+ * (devices go down in reverse registry order, after PCI's). */
 void virtio_pci_exit(struct virtio_dev *d);
 
 /* The transport itself: pci.c (pure register logic) and pci_kvm.c (KVM glue) share it, and unit

@@ -20,6 +20,8 @@ struct rtc;
 struct pci;
 struct power;
 struct qmp_server;
+struct balloon;
+struct balloon_dev;
 
 /* Why a VM stops. kvmm's exit status: 0 for POWEROFF and RESET (kvmm does not reboot guests),
  * the guest's value for DEBUG_EXIT, 0 for SIGNAL and QUIT, 1 for TRIPLE_FAULT and INTERNAL. */
@@ -55,6 +57,8 @@ struct vm {
 	struct rtc *rtc;
 	struct pci *pci;
 	struct power *power;
+	struct balloon *balloon;  /* --balloon; NULL without (QMP's balloon commands use it) */
+	struct balloon_dev *balloon_dev;
 
 	struct qmp_server *qmp;   /* --qmp; NULL without */
 

@@ -379,6 +379,21 @@ fail:
 	return r;
 }
 
+void pci_remove(struct vm *vm, struct pci_dev *d)
+{
+	struct pci *p = vm->pci;
+
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->lock);
+	if (d->slot < PCI_MAX_DEVICES && p->devs[d->slot] == d) {
+		pci_unmap_all(p, d);
+		p->devs[d->slot] = NULL;
+		d->vm = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
 void pci_exit(struct vm *vm)
 {
 	struct pci *p = vm->pci;

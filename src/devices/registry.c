@@ -11,6 +11,7 @@ static const struct device_desc devices[] = {
 	{ "i8042", i8042_init, i8042_exit },
 	{ "rtc", rtc_init, rtc_exit },
 	{ "power", power_init, power_exit },
+	{ "balloon", balloon_init, balloon_exit },
 };
 
 #define NR_DEVICES (sizeof(devices) / sizeof(devices[0]))

@@ -2,6 +2,8 @@
 #include <kvmm/log.h>
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <linux/kvm.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -95,6 +97,53 @@ int gmem_write(struct gmem *gm, uint64_t gpa, const void *buf, size_t len)
 		return -EFAULT;
 	memcpy(p, buf, len);
 	return 0;
+}
+
+int64_t gmem_discard(struct gmem *gm, uint64_t gpa, uint64_t len)
+{
+	/* [gpa, end) with end saturated, so no sum below can overflow. */
+	uint64_t end = len > UINT64_MAX - gpa ? UINT64_MAX : gpa + len;
+	int64_t released = 0;
+
+	for (unsigned i = 0; i < gm->nr_regions; i++) {
+		const struct gmem_region *r = &gm->regions[i];
+		uint64_t lo = gpa > r->gpa ? gpa : r->gpa;
+		uint64_t hi = end < r->gpa + r->size ? end : r->gpa + r->size;
+
+		/* Whole pages only: round lo up and hi down. */
+		lo = (lo + GMEM_PAGE_SIZE - 1) & ~(GMEM_PAGE_SIZE - 1);
+		hi &= ~(GMEM_PAGE_SIZE - 1);
+		if (lo >= hi)
+			continue;
+		if (madvise(r->host + (lo - r->gpa), hi - lo, MADV_DONTNEED) < 0)
+			return -errno;
+		released += (int64_t)(hi - lo);
+	}
+	return released;
+}
+
+/* From /proc/self/smaps: the Rss of every mapping inside gm->map. Rss counts the pages really
+ * backed by host memory; unlike mincore it leaves out the shared zero page that a read of a
+ * released page maps. */
+int64_t gmem_resident(const struct gmem *gm)
+{
+	unsigned long lo = (uintptr_t)gm->map, hi = lo + gm->map_size, start, end;
+	FILE *f = fopen("/proc/self/smaps", "re");
+	char line[512];
+	bool inside = false;
+	int64_t kib = 0;
+	unsigned long long v;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2 && strchr(line, '-') < strchr(line, ' '))
+			inside = start >= lo && end <= hi;
+		else if (inside && sscanf(line, "Rss: %llu kB", &v) == 1)
+			kib += (int64_t)v;
+	}
+	fclose(f);
+	return kib * 1024;
 }
 
 uint64_t gmem_low_top(const struct gmem *gm)

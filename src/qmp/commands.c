@@ -106,5 +106,7 @@ static const struct qmp_command vm_commands[] = {
 
 int qmp_vm_register(struct qmp_server *s, struct vm *vm)
 {
-	return qmp_server_register(s, vm_commands, vm);
+	int r = qmp_server_register(s, vm_commands, vm);
+
+	return r < 0 ? r : qmp_balloon_register(s, vm);
 }

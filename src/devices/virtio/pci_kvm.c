@@ -299,7 +299,10 @@ fail:
 
 void virtio_pci_exit(struct virtio_dev *d)
 {
-	if (!d->transport)
+	struct vkvm *k = (struct vkvm *)d->transport;
+
+	if (!k)
 		return;
-	vkvm_release((struct vkvm *)d->transport);
+	pci_remove(k->vm, &k->vp.pci);
+	vkvm_release(k);
 }
