@@ -1,8 +1,10 @@
 """Helpers for integration tests that drive the real kvmm binary (run inside the test host)."""
+import json
 import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -122,3 +124,75 @@ class Vm:
 
     def text(self):
         return self.out.decode(errors="replace")
+
+
+class Qmp:
+    """A raw QMP client on a unix socket: msg() reads one message, cmd() runs a command and returns
+    its reply (events that arrive meanwhile are kept for event()). Negotiation is the caller's
+    (negotiate() does greeting + qmp_capabilities)."""
+
+    def __init__(self, path, timeout=30):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.settimeout(timeout)
+        self.s.connect(path)
+        self.buf = b""
+        self.events = []
+
+    def msg(self):
+        while b"\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def send_raw(self, data):
+        self.s.sendall(data)
+
+    def reply(self):
+        while True:
+            m = self.msg()
+            if m is None or "event" not in m:
+                return m
+            self.events.append(m)
+
+    def cmd(self, name, args=None, id_=None):
+        req = {"execute": name}
+        if args is not None:
+            req["arguments"] = args
+        if id_ is not None:
+            req["id"] = id_
+        self.send_raw(json.dumps(req).encode())
+        return self.reply()
+
+    def negotiate(self):
+        greeting = self.msg()
+        self.cmd("qmp_capabilities")
+        return greeting
+
+    def close(self):
+        self.s.close()
+
+    def event(self, name, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.events:
+                if e["event"] == name:
+                    self.events.remove(e)
+                    return e
+            m = self.msg()
+            if m is None:
+                return None
+            if "event" in m:
+                self.events.append(m)
+        return None
+
+
+def pss_kib(pid):
+    """The process's proportional set size in KiB (/proc/PID/smaps_rollup); shared pages count once."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return None

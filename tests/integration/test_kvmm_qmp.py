@@ -10,61 +10,10 @@ import stat
 import subprocess
 import tempfile
 import time
-from kvmmtest import KVMM, TEST_GUEST, Vm, check, finish
+from kvmmtest import KVMM, TEST_GUEST, Qmp, Vm, check, finish
 
 tmp = tempfile.mkdtemp()
 sock = os.path.join(tmp, "qmp.sock")
-
-
-class Client:
-    def __init__(self):
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.settimeout(30)
-        self.s.connect(sock)
-        self.buf = b""
-        self.events = []
-
-    def msg(self):
-        while b"\n" not in self.buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def send_raw(self, data):
-        self.s.sendall(data)
-
-    def reply(self):
-        while True:
-            m = self.msg()
-            if m is None or "event" not in m:
-                return m
-            self.events.append(m)
-
-    def cmd(self, name, args=None, id_=None):
-        req = {"execute": name}
-        if args is not None:
-            req["arguments"] = args
-        if id_ is not None:
-            req["id"] = id_
-        self.send_raw(json.dumps(req).encode())
-        return self.reply()
-
-    def event(self, name):
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for e in self.events:
-                if e["event"] == name:
-                    self.events.remove(e)
-                    return e
-            m = self.msg()
-            if m is None:
-                return None
-            if "event" in m:
-                self.events.append(m)
-        return None
 
 
 vm = Vm(["--cpus", "2", "-m", "256M", "--qmp", f"unix:{sock}", "--kernel", TEST_GUEST,
@@ -72,7 +21,7 @@ vm = Vm(["--cpus", "2", "-m", "256M", "--qmp", f"unix:{sock}", "--kernel", TEST_
 check(vm.expect("KVMM test=fill"), "the test guest filled its pages")
 check(os.path.exists(sock) and stat.S_IMODE(os.stat(sock).st_mode) == 0o600, "socket exists, mode 0600")
 
-a = Client()
+a = Qmp(sock)
 greeting = a.msg()
 check(greeting is not None and "QMP" in greeting and "version" in greeting["QMP"]
       and greeting["QMP"]["capabilities"] == [], f"QEMU-style greeting: {greeting}")
@@ -93,7 +42,7 @@ a.send_raw(b'[1, 2]')
 r = a.reply()
 check(r and r["error"]["class"] == "GenericError", f"non-object input: GenericError ({r})")
 
-b = Client()
+b = Qmp(sock)
 b.msg()
 b.cmd("qmp_capabilities")
 
