@@ -519,7 +519,7 @@ int balloon_step(const struct config *cfg, uint64_t seconds)
 	print("KVMM balloon event=ready free_pages=%lu\n", b.pool_pages - b.inflated);
 	if (b.report.ready)
 		report_pass();
-	misbehave(cfg->misbehave & ~(1u << MISBEHAVE_IGNORE));
+	misbehave(cfg->misbehave);
 
 	bool ignore = cfg->misbehave & (1u << MISBEHAVE_IGNORE), deflated = false;
 	uint64_t start = clock_now_us(), end = start + seconds * 1000000, next_poll = start;

@@ -102,6 +102,19 @@ class Vm:
             if self._read(min(left, 1.0)) is None:
                 return None
 
+    def expect_count(self, pattern, n):
+        """Waits until `n` whole output lines match `pattern`; True if they did."""
+        rx = re.compile(pattern)
+        while sum(1 for line in self.text().splitlines(keepends=True)
+                  if line.endswith("\n") and rx.search(line)) < n:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.diagnose(f"waiting for {n} lines matching {pattern!r}")
+                return False
+            if self._read(min(left, 1.0)) is None:
+                return False
+        return True
+
     def send(self, text):
         self.proc.stdin.write(text.encode())
         self.proc.stdin.flush()
@@ -122,3 +135,83 @@ class Vm:
 
     def text(self):
         return self.out.decode(errors="replace")
+
+
+class Qemu(Vm):
+    """qemu-system-x86_64 with KVM, the serial console on stdout and the isa-debug-exit device (QEMU
+    then exits with (status << 1) | 1), for tests that compare kvmm's devices with QEMU's."""
+
+    def __init__(self, args, timeout=300):
+        self.out = b""
+        self.deadline = time.monotonic() + timeout
+        self.proc = subprocess.Popen(
+            ["qemu-system-x86_64", "-enable-kvm", "-cpu", "host", "-display", "none", "-nodefaults",
+             "-no-reboot", "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] + args,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def diagnose(self, what):
+        print(f"\n--- timed out {what} (QEMU pid {self.proc.pid})", flush=True)
+
+    def guest_status(self):
+        """The guest's exit status from QEMU's, or None if QEMU did not exit through isa-debug-exit."""
+        rc = self.wait()
+        return rc >> 1 if rc is not None and rc & 1 else None
+
+
+def pss_kib(pid):
+    """Proportional set size of a process in KiB (its RAM and everything else it maps)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Qmp:
+    """A minimal QMP client (QEMU's protocol, which kvmm's QMP speaks too): connects, negotiates
+    capabilities, runs commands; events are kept in .events."""
+
+    def __init__(self, path, timeout=60):
+        import json
+        import socket
+        self.json = json
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.settimeout(timeout)
+                self.s.connect(path)
+                break
+            except OSError:
+                self.s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.buf = b""
+        self.events = []
+        self.greeting = self._msg()
+        self.cmd("qmp_capabilities")
+
+    def _msg(self):
+        while b"\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return self.json.loads(line)
+
+    def cmd(self, name, args=None):
+        """Runs a command; returns its whole reply ({"return": ...} or {"error": ...})."""
+        req = {"execute": name}
+        if args is not None:
+            req["arguments"] = args
+        self.s.sendall(self.json.dumps(req).encode() + b"\n")
+        while True:
+            m = self._msg()
+            if m is None or "event" not in m:
+                return m
+            self.events.append(m)
+
+    def close(self):
+        self.s.close()
