@@ -9,7 +9,8 @@
 
 #define VIRTIO_VENDOR 0x1af4
 #define VIRTIO_BALLOON_MODERN 0x1045
-#define VIRTIO_BALLOON_TRANSITIONAL 0x1002
+#define VIRTIO_TRANSITIONAL_FIRST 0x1000 /* section 4.1.2.1: the type is in the subsystem id */
+#define VIRTIO_TRANSITIONAL_LAST 0x103f
 #define VIRTIO_ID_BALLOON 5
 #define BALLOON_F_STATS_VQ 1
 #define BALLOON_F_REPORTING 5
@@ -84,8 +85,10 @@ static void pool_write(uint64_t first, uint64_t n)
 
 static bool is_balloon(uint16_t vendor, uint16_t device, uint16_t subsys)
 {
+	/* QEMU's transitional balloon is 0x1002, kvmtool's legacy one 0x1005. */
 	return vendor == VIRTIO_VENDOR &&
-	       (device == VIRTIO_BALLOON_MODERN || (device == VIRTIO_BALLOON_TRANSITIONAL && subsys == VIRTIO_ID_BALLOON));
+	       (device == VIRTIO_BALLOON_MODERN || (device >= VIRTIO_TRANSITIONAL_FIRST &&
+						    device <= VIRTIO_TRANSITIONAL_LAST && subsys == VIRTIO_ID_BALLOON));
 }
 
 static volatile uint32_t *cfg32(unsigned off)
