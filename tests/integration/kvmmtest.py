@@ -104,6 +104,19 @@ class Vm:
             if self._read(min(left, 1.0)) is None:
                 return None
 
+    def expect_count(self, pattern, n):
+        """Waits until `n` whole output lines match `pattern`; True if they did."""
+        rx = re.compile(pattern)
+        while sum(1 for line in self.text().splitlines(keepends=True)
+                  if line.endswith("\n") and rx.search(line)) < n:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.diagnose(f"waiting for {n} lines matching {pattern!r}")
+                return False
+            if self._read(min(left, 1.0)) is None:
+                return False
+        return True
+
     def send(self, text):
         self.proc.stdin.write(text.encode())
         self.proc.stdin.flush()
@@ -126,19 +139,62 @@ class Vm:
         return self.out.decode(errors="replace")
 
 
-class Qmp:
-    """A raw QMP client on a unix socket: msg() reads one message, cmd() runs a command and returns
-    its reply (events that arrive meanwhile are kept for event()). Negotiation is the caller's
-    (negotiate() does greeting + qmp_capabilities)."""
+class Qemu(Vm):
+    """qemu-system-x86_64 with KVM, the serial console on stdout and the isa-debug-exit device (QEMU
+    then exits with (status << 1) | 1), for tests that compare kvmm's devices with QEMU's."""
 
-    def __init__(self, path, timeout=30):
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.settimeout(timeout)
-        self.s.connect(path)
+    def __init__(self, args, timeout=300):
+        self.out = b""
+        self.deadline = time.monotonic() + timeout
+        self.proc = subprocess.Popen(
+            ["qemu-system-x86_64", "-enable-kvm", "-cpu", "host", "-display", "none", "-nodefaults",
+             "-no-reboot", "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] + args,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def diagnose(self, what):
+        print(f"\n--- timed out {what} (QEMU pid {self.proc.pid})", flush=True)
+
+    def guest_status(self):
+        """The guest's exit status from QEMU's, or None if QEMU did not exit through isa-debug-exit."""
+        rc = self.wait()
+        return rc >> 1 if rc is not None and rc & 1 else None
+
+
+def pss_kib(pid):
+    """The process's proportional set size in KiB (/proc/PID/smaps_rollup); shared pages count once."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Qmp:
+    """A QMP client on a unix socket (QEMU's protocol, which kvmm speaks too). Connects (retrying
+    until the socket appears) and, unless negotiate=False, reads the greeting into .greeting and
+    sends qmp_capabilities. cmd() runs a command and returns its whole reply; events that arrive
+    meanwhile are kept in .events for event()."""
+
+    def __init__(self, path, timeout=30, negotiate=True):
+        self.timeout = timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            self.s = socket.socket(socket.AF_UNIX)
+            self.s.settimeout(timeout)
+            try:
+                self.s.connect(path)
+                break
+            except OSError:
+                self.s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         self.buf = b""
         self.events = []
+        self.greeting = self.negotiate() if negotiate else None
 
     def msg(self):
+        """The next message; None when the server closed the connection."""
         while b"\n" not in self.buf:
             chunk = self.s.recv(65536)
             if not chunk:
@@ -175,24 +231,24 @@ class Qmp:
         self.s.close()
 
     def event(self, name, timeout=30):
+        """The first event called name (kept or arriving within timeout seconds), else None."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             for e in self.events:
                 if e["event"] == name:
                     self.events.remove(e)
                     return e
-            m = self.msg()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.s.settimeout(left)
+            try:
+                m = self.msg()
+            except socket.timeout:
+                return None
+            finally:
+                self.s.settimeout(self.timeout)
             if m is None:
                 return None
             if "event" in m:
                 self.events.append(m)
-        return None
-
-
-def pss_kib(pid):
-    """The process's proportional set size in KiB (/proc/PID/smaps_rollup); shared pages count once."""
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return None

@@ -21,7 +21,7 @@ vm = Vm(["--cpus", "2", "-m", "256M", "--qmp", f"unix:{sock}", "--kernel", TEST_
 check(vm.expect("KVMM test=fill"), "the test guest filled its pages")
 check(os.path.exists(sock) and stat.S_IMODE(os.stat(sock).st_mode) == 0o600, "socket exists, mode 0600")
 
-a = Qmp(sock)
+a = Qmp(sock, negotiate=False)
 greeting = a.msg()
 check(greeting is not None and "QMP" in greeting and "version" in greeting["QMP"]
       and greeting["QMP"]["capabilities"] == [], f"QEMU-style greeting: {greeting}")
@@ -42,7 +42,7 @@ a.send_raw(b'[1, 2]')
 r = a.reply()
 check(r and r["error"]["class"] == "GenericError", f"non-object input: GenericError ({r})")
 
-b = Qmp(sock)
+b = Qmp(sock, negotiate=False)
 b.msg()
 b.cmd("qmp_capabilities")
 
