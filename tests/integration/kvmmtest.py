@@ -138,6 +138,10 @@ class Vm:
     def text(self):
         return self.out.decode(errors="replace")
 
+    def guest_status(self):
+        """The test guest's exit status: kvmm exits with it (port 0xf4); None after a time-out."""
+        return self.wait()
+
 
 class Qemu(Vm):
     """qemu-system-x86_64 with KVM, the serial console on stdout and the isa-debug-exit device (QEMU
