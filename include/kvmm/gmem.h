@@ -47,6 +47,11 @@ void *gmem_ptr(const struct gmem *gm, uint64_t gpa, uint64_t len);
 int gmem_read(const struct gmem *gm, uint64_t gpa, void *buf, size_t len);
 int gmem_write(struct gmem *gm, uint64_t gpa, const void *buf, size_t len);
 
+/* Drops the contents of all guest RAM: every page reads as zero again and gives its host memory
+ * back (MADV_DONTNEED on the anonymous private mapping). For a system reset, with every vCPU
+ * stopped. 0 or -errno. */
+int gmem_discard_all(struct gmem *gm);
+
 /* End of RAM below 4 GiB (the top of region 0). */
 uint64_t gmem_low_top(const struct gmem *gm);
 
