@@ -30,6 +30,13 @@
 #define BOOT_ACPI_RESET_PORT 0xcf9  /* FADT reset register; value BOOT_ACPI_RESET_VALUE */
 #define BOOT_ACPI_RESET_VALUE 0x06
 #define BOOT_ACPI_S5_SLP_TYP 5      /* _S5 package value: sleep control = (5 << 2) | SLP_EN (1 << 5) */
+/* Generic Event Device (ACPI0013, ACPI 6.4 §5.6.9): on an edge of its interrupt the guest's _EVT
+ * reads (and so clears) the event selector, a 32-bit register at BOOT_ACPI_GED_PORT, and acts on
+ * each bit set. The bit values are QEMU's (hw/acpi/generic_event_device.h). */
+#define BOOT_ACPI_GED_PORT 0x3c4
+#define BOOT_ACPI_GED_LEN 4
+#define BOOT_ACPI_GED_GSI 16        /* an IOAPIC-only pin: no ISA device or PCI INTx line uses it */
+#define BOOT_ACPI_GED_EVT_POWER_BUTTON 0x2 /* _EVT: Notify(\_SB.PWRB, 0x80) */
 
 #define BOOT_IOAPIC_GPA 0xfec00000u
 #define BOOT_LAPIC_GPA 0xfee00000u
