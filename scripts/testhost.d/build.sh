@@ -17,6 +17,11 @@ TH_ROOTFS_PKGS=(qemu-system-x86 busybox kmod procps python3 iproute2 strace gdb-
 # the .ko.xz files Debian ships, so they are stored decompressed in the initramfs.
 TH_HOST_MODULES=(virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd drivers/block/virtio_blk)
 
+# Modules the Linux guest's /init loads when present (guest-init): the ACPI power button and the
+# input event device busybox acpid reads it from, and the virtio balloon driver (virtio_pci itself
+# is built in). Stored decompressed, like the test host's.
+TH_GUEST_MODULES=(drivers/acpi/button drivers/input/evdev drivers/virtio/virtio_balloon)
+
 th_key() {
 	printf '%s\n' "$@" | sha256sum | cut -c1-16
 }
@@ -86,12 +91,17 @@ th_build_hostinit() {
 }
 
 # The Linux guest that runs *inside* the test host (under QEMU now, kvmm later): the same Debian cloud
-# kernel and a busybox initramfs whose /init is scripts/testhost.d/guest-init.
+# kernel and a busybox initramfs whose /init is scripts/testhost.d/guest-init, with TH_GUEST_MODULES.
 th_build_guest() {
-	local kdir=$1 out=$2 tmp
+	local kdir=$1 out=$2 tmp m kver
+	kver=$(basename "$(ls -d "$kdir"/lib/modules/*/ | head -n 1)")
 	tmp=$(th_tmpdir guest)
-	mkdir -p "$tmp/out" "$tmp/root"/{bin,dev,proc,sys}
+	mkdir -p "$tmp/out" "$tmp/root"/{bin,dev,proc,sys,lib/modules}
 	cp "$(th_busybox)" "$tmp/root/bin/busybox"
+	for m in "${TH_GUEST_MODULES[@]}"; do
+		xz -dc "$kdir/lib/modules/$kver/kernel/$m.ko.xz" >"$tmp/root/lib/modules/${m##*/}.ko" ||
+			th_die "guest module $m missing in $kdir"
+	done
 	install -m 0755 "$TH_DIR/guest-init" "$tmp/root/init"
 	th_cpio "$tmp/root" "$tmp/out/initramfs.cpio.gz"
 	cp "$kdir/vmlinuz" "$tmp/out/vmlinuz"
@@ -136,7 +146,7 @@ th_ensure() {
 	TH_HOSTINIT=$TH_CACHE/hostinit-$(th_key "$TH_KVER" "$(declare -f th_build_hostinit th_cpio)" \
 		"${TH_HOST_MODULES[*]}" "$(cat "$TH_DIR/init")" "$(busybox 2>&1 | head -1)").cpio.gz
 	TH_GUEST_DIR=$TH_CACHE/guest-$(th_key "$TH_KVER" "$(declare -f th_build_guest th_cpio)" \
-		"$(cat "$TH_DIR/guest-init")" "$(busybox 2>&1 | head -1)")
+		"${TH_GUEST_MODULES[*]}" "$(cat "$TH_DIR/guest-init")" "$(busybox 2>&1 | head -1)")
 	TH_ROOTFS=$TH_CACHE/rootfs-$(th_key "$TH_KVER" "$TH_SUITE" "${TH_ROOTFS_PKGS[*]}" \
 		"$(declare -f th_build_rootfs)").ext4
 
