@@ -20,6 +20,7 @@
 #define BOOT_EBDA_GPA 0x9fc00       /* e820: [EBDA, 1 MiB) is reserved */
 #define BOOT_ACPI_GPA 0xe0000       /* RSDP (where a BIOS search finds it) and the ACPI tables */
 #define BOOT_ACPI_MAX 0x20000
+#define BOOT_RESET_VECTOR_GPA 0xffff0 /* f000:fff0: a stub that resets the machine (loader.c) */
 #define BOOT_KERNEL_GPA 0x100000    /* 1 MiB: protected-mode kernel / PVH load address floor */
 
 #define BOOT_SEL_CODE 0x10
