@@ -1,8 +1,10 @@
 """Helpers for integration tests that drive the real kvmm binary (run inside the test host)."""
+import json
 import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -64,6 +66,23 @@ class Vm:
                 return needle in self.out
         return True
 
+    def drain(self):
+        """Reads whatever output is there now, without waiting."""
+        while self._read(0):
+            pass
+
+    def expect_count(self, text, n):
+        """Waits until `text` has appeared n times in the output; False on EOF or time-out."""
+        needle = text.encode()
+        while self.out.count(needle) < n:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.diagnose(f"waiting for {text!r} to appear {n} times")
+                return False
+            if self._read(min(left, 1.0)) is None:
+                return self.out.count(needle) >= n
+        return True
+
     def diagnose(self, what):
         """After a time-out, once: asks kvmm to log every vCPU's state (SIGUSR2) and prints where
         its threads wait, so a hang in CI shows where the guest and kvmm are."""
@@ -122,3 +141,77 @@ class Vm:
 
     def text(self):
         return self.out.decode(errors="replace")
+
+
+class Qmp:
+    """A raw QMP client on a unix socket: replies and events as dicts; events are kept until asked for."""
+
+    def __init__(self, sock):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.settimeout(30)
+        self.s.connect(sock)
+        self.buf = b""
+        self.events = []
+
+    def msg(self):
+        while b"\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def send_raw(self, data):
+        self.s.sendall(data)
+
+    def reply(self):
+        while True:
+            m = self.msg()
+            if m is None or "event" not in m:
+                return m
+            self.events.append(m)
+
+    def cmd(self, name, args=None, id_=None):
+        req = {"execute": name}
+        if args is not None:
+            req["arguments"] = args
+        if id_ is not None:
+            req["id"] = id_
+        self.send_raw(json.dumps(req).encode())
+        return self.reply()
+
+    def event(self, name, timeout=30, vm=None):
+        """The next event called name (kept ones first); None on EOF or after timeout seconds.
+        With vm, kvmm's output is read meanwhile: kvmm logs to a pipe with blocking writes, so a
+        test that stops reading it can stall kvmm's loop thread."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for e in self.events:
+                if e["event"] == name:
+                    self.events.remove(e)
+                    return e
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if vm is not None:
+                vm.drain()
+            self.s.settimeout(min(left, 0.5 if vm is not None else 30))
+            try:
+                m = self.msg()
+            except socket.timeout:
+                continue
+            finally:
+                self.s.settimeout(30)
+            if m is None:
+                return None
+            if "event" in m:
+                self.events.append(m)
+
+    def negotiate(self):
+        greeting = self.msg()
+        self.cmd("qmp_capabilities")
+        return greeting
+
+    def close(self):
+        self.s.close()

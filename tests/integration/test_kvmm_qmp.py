@@ -2,69 +2,19 @@
 """QMP on `kvmm run --qmp unix:PATH` with the test guest: QEMU's greeting and negotiation, its error
 classes for bad input, query-status / stop / cont with STOP and RESUME events reaching a second
 client, query-cpus-fast (real vCPU thread ids), query-memory-size-summary, the `kvmm qmp` client,
-and quit (SHUTDOWN event, exit status 0, socket removed)."""
+system_reset (RESET to every client, the guest boots again), system_reset while paused, and quit
+(SHUTDOWN event, exit status 0, socket removed); then system_reset under --no-reboot (kvmm exits
+with QEMU's SHUTDOWN reason)."""
 import json
 import os
-import socket
 import stat
 import subprocess
 import tempfile
 import time
-from kvmmtest import KVMM, TEST_GUEST, Vm, check, finish
+from kvmmtest import KVMM, TEST_GUEST, Qmp, Vm, check, finish
 
 tmp = tempfile.mkdtemp()
 sock = os.path.join(tmp, "qmp.sock")
-
-
-class Client:
-    def __init__(self):
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.settimeout(30)
-        self.s.connect(sock)
-        self.buf = b""
-        self.events = []
-
-    def msg(self):
-        while b"\n" not in self.buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def send_raw(self, data):
-        self.s.sendall(data)
-
-    def reply(self):
-        while True:
-            m = self.msg()
-            if m is None or "event" not in m:
-                return m
-            self.events.append(m)
-
-    def cmd(self, name, args=None, id_=None):
-        req = {"execute": name}
-        if args is not None:
-            req["arguments"] = args
-        if id_ is not None:
-            req["id"] = id_
-        self.send_raw(json.dumps(req).encode())
-        return self.reply()
-
-    def event(self, name):
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            for e in self.events:
-                if e["event"] == name:
-                    self.events.remove(e)
-                    return e
-            m = self.msg()
-            if m is None:
-                return None
-            if "event" in m:
-                self.events.append(m)
-        return None
 
 
 vm = Vm(["--cpus", "2", "-m", "256M", "--qmp", f"unix:{sock}", "--kernel", TEST_GUEST,
@@ -72,7 +22,7 @@ vm = Vm(["--cpus", "2", "-m", "256M", "--qmp", f"unix:{sock}", "--kernel", TEST_
 check(vm.expect("KVMM test=fill"), "the test guest filled its pages")
 check(os.path.exists(sock) and stat.S_IMODE(os.stat(sock).st_mode) == 0o600, "socket exists, mode 0600")
 
-a = Client()
+a = Qmp(sock)
 greeting = a.msg()
 check(greeting is not None and "QMP" in greeting and "version" in greeting["QMP"]
       and greeting["QMP"]["capabilities"] == [], f"QEMU-style greeting: {greeting}")
@@ -93,7 +43,7 @@ a.send_raw(b'[1, 2]')
 r = a.reply()
 check(r and r["error"]["class"] == "GenericError", f"non-object input: GenericError ({r})")
 
-b = Client()
+b = Qmp(sock)
 b.msg()
 b.cmd("qmp_capabilities")
 
@@ -126,10 +76,46 @@ out = subprocess.run([KVMM, "qmp", os.path.join(tmp, "none.sock"), "query-status
                      text=True, timeout=60)
 check(out.returncode == 2 and "none.sock" in out.stderr, f"kvmm qmp: no socket is exit 2 ({out.stderr!r})")
 
+# system_reset: {} at once, RESET to every client, and the guest starts over from its entry point.
+check(vm.text().count("KVMM guest=test event=banner") == 1, "one banner so far")
+check(a.cmd("system_reset") == {"return": {}}, "system_reset returns {}")
+for c, who in ((a, "the client that asked"), (b, "the other client")):
+    e = c.event("RESET", 120, vm)
+    check(e is not None and e["data"] == {"guest": False, "reason": "host-qmp-system-reset"},
+          f"RESET event reaches {who} ({e})")
+check(vm.expect_count("KVMM guest=test event=banner", 2), "the guest booted again: banner printed twice")
+check(vm.expect_count("KVMM test=fill", 2), "and ran its workload again")
+r = a.cmd("query-status")
+check(r and r["return"]["status"] == "running", f"running after the reset ({r})")
+# Reset while paused: the VM is reset and stays paused until cont, as in QEMU.
+check(a.cmd("stop") == {"return": {}}, "stop before a reset")
+check(a.cmd("system_reset") == {"return": {}}, "system_reset while paused")
+e = a.event("RESET", 120, vm)
+check(e is not None, f"RESET while paused ({e})")
+r = a.cmd("query-status")
+check(r and r["return"]["status"] == "paused", f"still paused after the reset ({r})")
+check(a.cmd("cont") == {"return": {}}, "cont")
+check(vm.expect_count("KVMM guest=test event=banner", 3), "the guest booted a third time after cont")
+
 check(a.cmd("quit") == {"return": {}}, "quit")
 e = b.event("SHUTDOWN")
 check(e is not None and e["data"] == {"guest": False, "reason": "host-qmp-quit"}, f"SHUTDOWN event ({e})")
 status = vm.wait()
 check(status == 0, f"kvmm exits 0 after quit (got {status})")
 check(not os.path.exists(sock), "the socket is removed at exit")
+
+# --no-reboot: system_reset stops kvmm instead (QEMU -no-reboot: SHUTDOWN host-qmp-system-reset).
+vm = Vm(["-m", "128M", "--no-reboot", "--qmp", f"unix:{sock}", "--kernel", TEST_GUEST,
+         "--append", "test=idle:600"], timeout=300)
+check(vm.expect("KVMM guest=test event=banner"), "--no-reboot: the guest runs")
+a = Qmp(sock)
+a.negotiate()
+check(a.cmd("system_reset") == {"return": {}}, "--no-reboot: system_reset returns {}")
+e = a.event("SHUTDOWN", 60, vm)
+check(e is not None and e["data"] == {"guest": False, "reason": "host-qmp-system-reset"},
+      f"--no-reboot: SHUTDOWN host-qmp-system-reset ({e})")
+status = vm.wait()
+check(status == 0, f"--no-reboot: kvmm exits 0 (got {status})")
+check("RESET" not in json.dumps(a.events), "--no-reboot: no RESET event")
+check(vm.text().count("KVMM guest=test event=banner") == 1, "--no-reboot: the guest did not boot again")
 finish()
