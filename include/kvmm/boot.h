@@ -20,6 +20,7 @@
 #define BOOT_EBDA_GPA 0x9fc00       /* e820: [EBDA, 1 MiB) is reserved */
 #define BOOT_ACPI_GPA 0xe0000       /* RSDP (where a BIOS search finds it) and the ACPI tables */
 #define BOOT_ACPI_MAX 0x20000
+#define BOOT_RESET_VECTOR_GPA 0xffff0 /* f000:fff0: a stub that resets the machine (loader.c) */
 #define BOOT_KERNEL_GPA 0x100000    /* 1 MiB: protected-mode kernel / PVH load address floor */
 
 #define BOOT_SEL_CODE 0x10
@@ -30,6 +31,13 @@
 #define BOOT_ACPI_RESET_PORT 0xcf9  /* FADT reset register; value BOOT_ACPI_RESET_VALUE */
 #define BOOT_ACPI_RESET_VALUE 0x06
 #define BOOT_ACPI_S5_SLP_TYP 5      /* _S5 package value: sleep control = (5 << 2) | SLP_EN (1 << 5) */
+/* Generic Event Device (ACPI0013, ACPI 6.4 §5.6.9): on an edge of its interrupt the guest's _EVT
+ * reads (and so clears) the event selector, a 32-bit register at BOOT_ACPI_GED_PORT, and acts on
+ * each bit set. The bit values are QEMU's (hw/acpi/generic_event_device.h). */
+#define BOOT_ACPI_GED_PORT 0x3c4
+#define BOOT_ACPI_GED_LEN 4
+#define BOOT_ACPI_GED_GSI 16        /* an IOAPIC-only pin: no ISA device or PCI INTx line uses it */
+#define BOOT_ACPI_GED_EVT_POWER_BUTTON 0x2 /* _EVT: Notify(\_SB.PWRB, 0x80) */
 
 #define BOOT_IOAPIC_GPA 0xfec00000u
 #define BOOT_LAPIC_GPA 0xfee00000u

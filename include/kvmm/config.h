@@ -44,6 +44,7 @@ struct vm_config {
 	enum serial_kind serial;
 	char *serial_path;        /* for SERIAL_FILE and SERIAL_UNIX */
 	char *hostd;              /* hostd socket path, NULL: none */
+	bool no_reboot;           /* a reset stops the VM instead of rebooting it (QEMU -no-reboot) */
 
 	bool help;                /* --help was given: usage printed, nothing to run */
 };

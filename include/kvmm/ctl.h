@@ -9,7 +9,8 @@
 struct loop;
 
 enum ctl_op {
-	CTL_STOP, /* arg: enum vm_exit_reason; arg2: exit code; detail: reason text */
+	CTL_STOP,  /* arg: enum vm_exit_reason; arg2: exit code; detail: reason text */
+	CTL_RESET, /* arg: enum vm_reset_cause; detail: reason text */
 };
 
 struct ctl_cmd {

@@ -57,6 +57,11 @@ int64_t gmem_discard(struct gmem *gm, uint64_t gpa, uint64_t len);
  * the shared zero page does not count), or -errno. */
 int64_t gmem_resident(const struct gmem *gm);
 
+/* Drops the contents of all guest RAM: every page reads as zero again and gives its host memory
+ * back (MADV_DONTNEED on the anonymous private mapping). For a system reset, with every vCPU
+ * stopped. 0 or -errno. */
+int gmem_discard_all(struct gmem *gm);
+
 /* End of RAM below 4 GiB (the top of region 0). */
 uint64_t gmem_low_top(const struct gmem *gm);
 

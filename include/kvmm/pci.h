@@ -37,6 +37,10 @@ struct pci_dev {
 	struct vm *vm;                 /* set by pci_add; NULL in unit tests */
 	/* Optional: config writes beyond the standard header (capabilities), after cfg is updated. */
 	void (*cfg_write)(struct pci_dev *d, unsigned off, unsigned len);
+	/* Optional: system reset (pci_reset), after config space is back to what pci_add left and
+	 * the BARs are back at kvmm's addresses; the function resets its own state. Under the PCI
+	 * lock, with every vCPU parked. */
+	void (*reset)(struct pci_dev *d);
 	void *opaque;
 };
 
@@ -49,10 +53,16 @@ void pci_dev_set_bar(struct pci_dev *d, unsigned n, uint64_t size, bool io, bus_
 
 /* Adds a device at the next free slot, assigns its BARs and registers them on the buses. */
 int pci_add(struct vm *vm, struct pci_dev *d);
+/* Takes a device off the bus again: its BARs leave the buses, its slot reads as empty, d->vm is
+ * cleared; the device itself stays its owner's. Call with the vCPUs stopped (device teardown),
+ * before pci_exit. Its BAR addresses are not handed out again. 0, -ENODEV without a bus, -ENOENT
+ * when d is not on it. */
+int pci_remove(struct vm *vm, struct pci_dev *d);
 
-/* Takes a device added by pci_add off the bus (its BAR ranges unregistered, its slot free); a no-op
- * for a device not on it. Call with vCPUs stopped. */
-void pci_remove(struct vm *vm, struct pci_dev *d);
+/* The GSI that interrupt pin `pin` (0 = INTA .. 3 = INTD) of slot `slot` drives: the i440FX/SeaBIOS
+ * swizzle, PIRQ (slot + pin) & 3 over GSIs 10, 10, 11, 11. pci_add writes pin A's into Interrupt
+ * Line; the DSDT's _PRT lists the same map. Pure. */
+unsigned pci_intx_gsi(unsigned slot, unsigned pin);
 
 /* Config-space accesses as mechanism 1 delivers them (pure; exposed for unit tests). */
 uint32_t pci_dev_cfg_read(struct pci_dev *d, unsigned off, unsigned len);

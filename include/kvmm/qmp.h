@@ -105,8 +105,8 @@ int qmp_client_execute(struct qmp_client *c, const char *cmd, json_t *args, int 
 		       json_t **reply);
 void qmp_client_close(struct qmp_client *c);
 
-/* kvmm's VM commands (src/qmp/commands.c): query-status, stop, cont, quit, query-cpus-fast,
- * query-memory-size-summary. The handlers run on the VM's loop thread. */
+/* kvmm's VM commands (src/qmp/commands.c): query-status, stop, cont, quit, system_reset,
+ * system_powerdown, query-cpus-fast, query-memory-size-summary. The handlers run on the VM's loop thread. */
 struct vm;
 int qmp_vm_register(struct qmp_server *s, struct vm *vm);
 /* balloon, query-balloon, x-kvmm-query-balloon, qom-get/qom-set/qom-list for the balloon's QOM

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 struct vm;
+struct x86_reset_state;
 
 struct vcpu {
 	struct vm *vm;
@@ -23,6 +24,7 @@ struct vcpu {
 	bool started;
 	_Atomic bool dump_requested; /* vcpu_request_dump(): log the state at the next exit */
 	_Atomic int tid;             /* the thread's Linux thread id, once it runs (query-cpus-fast) */
+	struct x86_reset_state *reset_state; /* its power-on state (src/vcpu/x86_reset.c) */
 };
 
 /* Creates vCPU id with CPUID, MSRs, LAPIC and FPU set up; APs then wait for INIT/SIPI in KVM. */
@@ -44,6 +46,13 @@ void x86_cpuid_patch(struct kvm_cpuid2 *cpuid, unsigned id, unsigned nr);
 void x86_boot_sregs(const struct boot_entry *e, struct kvm_sregs *s);
 int x86_vcpu_setup(struct vcpu *v, const struct kvm_cpuid2 *supported);
 int x86_vcpu_boot(struct vcpu *v, const struct boot_entry *e);
+/* System reset (src/vcpu/x86_reset.c): vcpu_create saves each vCPU's state before it first runs;
+ * x86_vcpu_reset writes it back (with the vCPU stopped), x86_vcpu_boot then sets up the BSP. */
+int x86_vcpu_save_reset_state(struct vcpu *v);
+int x86_vcpu_reset(struct vcpu *v);
+void x86_vcpu_free_reset_state(struct vcpu *v);
+/* Whether reset restores MSR index (everything but the TSC and TSC_ADJUST). Pure. */
+bool x86_reset_msr_wanted(uint32_t index);
 /* Logs rip, rsp, rflags, cr0/cr3/cr4, the run state and pending events of v (on its own thread). */
 void x86_vcpu_log_state(struct vcpu *v);
 

@@ -55,8 +55,9 @@ struct virtio_dev {
 	void (*config_write)(struct virtio_dev *d, unsigned off, const uint8_t *data, unsigned len);
 	/* The driver made buffers available on queue q (an enabled queue). */
 	void (*notify)(struct virtio_dev *d, unsigned q);
-	/* The driver reset the device: features, queues and vectors are already back to their initial
-	 * state; drop in-flight work. Optional. */
+	/* The device was reset: by the driver (status 0) or by a system reset (virtio_pci_reset).
+	 * Features, queues and vectors are already back to their initial state; drop in-flight work
+	 * and go back to the device's own initial state. Optional. */
 	void (*reset)(struct virtio_dev *d);
 	/* device_status after a driver write (after the FEATURES_OK check). Optional. */
 	void (*status)(struct virtio_dev *d, uint8_t status);
@@ -90,9 +91,10 @@ void virtio_unlock(struct virtio_dev *d);
  * notifications (ioeventfd, read on vm->loop) and interrupts (irqfd + MSI routes, or INTx). Call
  * on the loop thread during device init. 0 or -errno (logged). */
 int virtio_pci_add(struct vm *vm, struct virtio_dev *d);
-/* Takes the function off the PCI bus and releases what virtio_pci_add acquired (ioeventfds,
- * irqfds, MSI routes, loop watches) and the transport. Call with vCPUs stopped, before pci_exit
- * (devices go down in reverse registry order, after PCI's). */
+/* Takes the function off the PCI bus (pci_remove) and releases what virtio_pci_add acquired
+ * (ioeventfds, irqfds, MSI routes, loop watches) and the transport. Call with the vCPUs stopped,
+ * from the device's exit hook: devices come after "pci" in the registry, so they go down before
+ * the bus does. */
 void virtio_pci_exit(struct virtio_dev *d);
 
 /* The transport itself: pci.c (pure register logic) and pci_kvm.c (KVM glue) share it, and unit
@@ -138,6 +140,9 @@ struct virtio_pci_ops {
 	void (*msix_route)(struct virtio_pci *vp, unsigned vector); /* table entry changed */
 	/* A queue notify reached the MMIO handler (not an ioeventfd): the BAR may have moved. */
 	void (*notify_trapped)(struct virtio_pci *vp, unsigned q);
+	/* System reset: the transport is back to its initial state and BAR 4 back at kvmm's
+	 * address; put what depends on it back there. Optional. */
+	void (*reset)(struct virtio_pci *vp);
 };
 
 struct virtio_pci {
@@ -170,6 +175,11 @@ void virtio_pci_destroy(struct virtio_pci *vp);
 /* A kick for queue q, from an ioeventfd or a trapped write: calls d->notify if the queue is
  * enabled and the device usable. Takes the lock. */
 void virtio_pci_notify(struct virtio_pci *vp, unsigned q);
+/* System reset of one function (its struct pci_dev's reset hook, so pci_reset reaches every
+ * virtio function): as a driver write of status 0 (queues, features, status, ISR; the device's
+ * own reset callback runs), and the PCI-side state too: MSI-X table entries masked and cleared,
+ * nothing pending; routes follow through ops.msix_route, then ops.reset. Takes the lock. */
+void virtio_pci_reset(struct virtio_pci *vp);
 /* Whether vector v is enabled and unmasked (MSI-X on, function and entry unmasked). */
 bool virtio_pci_msix_live(const struct virtio_pci *vp, unsigned v);
 

@@ -23,18 +23,29 @@ struct qmp_server;
 struct balloon;
 struct balloon_dev;
 
-/* Why a VM stops. kvmm's exit status: 0 for POWEROFF and RESET (kvmm does not reboot guests),
- * the guest's value for DEBUG_EXIT, 0 for SIGNAL and QUIT, 1 for TRIPLE_FAULT and INTERNAL. */
+/* Why a VM stops. kvmm's exit status: 0 for POWEROFF, RESET and QMP_RESET, the guest's value for
+ * DEBUG_EXIT, 0 for SIGNAL and QUIT, 1 for TRIPLE_FAULT and INTERNAL. RESET, QMP_RESET and
+ * TRIPLE_FAULT stop the VM only under --no-reboot; otherwise a reset reboots it in place. */
 enum vm_exit_reason {
 	VM_EXIT_NONE,
 	VM_EXIT_POWEROFF,     /* ACPI S5 */
-	VM_EXIT_RESET,        /* i8042 0xfe, port 0xcf9, ACPI reset register */
+	VM_EXIT_RESET,        /* i8042 0xfe, port 0xcf9, ACPI reset register (--no-reboot) */
 	VM_EXIT_DEBUG_EXIT,   /* a write to the test-exit port (QEMU's isa-debug-exit, 0xf4) */
-	VM_EXIT_TRIPLE_FAULT, /* KVM_EXIT_SHUTDOWN */
+	VM_EXIT_TRIPLE_FAULT, /* KVM_EXIT_SHUTDOWN (--no-reboot) */
 	VM_EXIT_SIGNAL,       /* SIGINT / SIGTERM */
 	VM_EXIT_INTERNAL,     /* a vCPU could not continue (KVM error, unhandled exit) */
 	VM_EXIT_QUIT,         /* QMP quit */
+	VM_EXIT_QMP_RESET,    /* QMP system_reset (--no-reboot) */
 };
+
+/* Who asked for a reset; the RESET event's reason (QEMU's ShutdownCause). */
+enum vm_reset_cause {
+	VM_RESET_GUEST,        /* i8042, 0xcf9, ACPI reset register: "guest-reset" */
+	VM_RESET_TRIPLE_FAULT, /* "guest-reset", as QEMU reports it */
+	VM_RESET_QMP,          /* system_reset: "host-qmp-system-reset" */
+};
+
+struct vm_power_on;
 
 #define VM_DEBUG_EXIT_PORT 0xf4
 
@@ -62,6 +73,12 @@ struct vm {
 
 	struct qmp_server *qmp;   /* --qmp; NULL without */
 
+	/* Reset (src/core/reset.c): the irqchip and PIT state KVM created, written back at each
+	 * reset; reset_hold keeps every vCPU parked from the request until the reset is done. */
+	struct vm_power_on *power_on;
+	_Atomic bool reset_hold;
+	unsigned resets;          /* completed reboots */
+
 	/* Pause (QMP stop / cont): vCPUs park in vcpu threads while pause_requested is set; parked
 	 * counts them (under pause_lock). Written on the loop thread only. */
 	_Atomic bool pause_requested;
@@ -85,6 +102,14 @@ int vm_irq_line(struct vm *vm, unsigned gsi, bool level);
 /* Asks the VM to stop; the first request wins. code is the DEBUG_EXIT value (else ignored).
  * Safe from any thread, including a vCPU's own. detail is a short reason for the log line. */
 void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int code, const char *detail);
+
+/* Asks for a system reset; safe from any thread (a vCPU's own included: that vCPU then parks
+ * before it runs again). Requests while one is pending are merged. On the loop thread the VM
+ * reboots in place: vCPUs parked, devices, irqchip, PIT and every vCPU back to their power-on
+ * state, RAM discarded, the kernel, initrd and firmware tables loaded again, then the vCPUs run
+ * and QMP clients get RESET. Under --no-reboot the VM stops instead (VM_EXIT_RESET,
+ * VM_EXIT_TRIPLE_FAULT or VM_EXIT_QMP_RESET), as QEMU's -no-reboot does. */
+void vm_request_reset(struct vm *vm, enum vm_reset_cause why, const char *detail);
 
 /* QMP stop / cont, on the loop thread. vm_pause returns once every vCPU is parked outside
  * KVM_RUN (or the VM is stopping); 0, or -ETIMEDOUT after 10 s. Both are idempotent. */

@@ -2,7 +2,9 @@
  * built without MP-table parsing (CONFIG_X86_MPPARSE=n), so the MADT is how they find their CPUs
  * and the IOAPIC. The platform is hardware-reduced (§4.1): no PM1 blocks, no SCI, no GPEs; the FADT
  * sleep control register (BOOT_ACPI_SLEEP_PORT, src/devices/power.c) powers off with the _S5 value,
- * the reset register (0xcf9, src/bus/pci.c) resets. Everything is built in one host buffer and
+ * the reset register (0xcf9, src/bus/pci.c) resets, and the power button is a control-method
+ * button (PNP0C0C) that a Generic Event Device (ACPI0013, §5.6.9) notifies, as on QEMU's microvm
+ * and arm virt machines. Everything is built in one host buffer and
  * written to guest memory at BOOT_ACPI_GPA in one go. */
 #include "aml.h"
 
@@ -169,6 +171,28 @@ static void dsdt_crs(struct abuf *a, struct abuf *r)
 		aml_buffer(a, r->b, r->len);
 }
 
+/* _PRT (§6.2.13) of the root bridge: for every slot and pin, the GSI it drives (pci_intx_gsi),
+ * with Source 0: "a global system interrupt", level-triggered, active-low by the spec's default for
+ * PCI. (KVM's IOAPIC takes kvmm's KVM_IRQ_LINE level as "asserted" whatever the polarity.) */
+static void dsdt_prt(struct abuf *a)
+{
+	size_t all, one;
+
+	aml_name(a, "_PRT");
+	all = aml_package(a, PCI_MAX_DEVICES * 4);
+	for (unsigned slot = 0; slot < PCI_MAX_DEVICES; slot++) {
+		for (unsigned pin = 0; pin < 4; pin++) {
+			one = aml_package(a, 4);
+			aml_int(a, (uint64_t)slot << 16 | 0xffff); /* Address: device, any function */
+			aml_int(a, pin);
+			aml_int(a, 0);                             /* Source: none, a GSI */
+			aml_int(a, pci_intx_gsi(slot, pin));       /* Source Index: the GSI */
+			aml_close(a, one);
+		}
+	}
+	aml_close(a, all);
+}
+
 /* \_SB.PCI0: the host bridge behind configuration mechanism 1 (src/bus/pci.c). */
 static void dsdt_pci0(struct abuf *a)
 {
@@ -191,6 +215,52 @@ static void dsdt_pci0(struct abuf *a)
 	res_word_io(&r, 0x0d00, 0xffff);
 	res_dword_mem(&r, (uint32_t)PCI_MMIO_BASE, (uint32_t)(PCI_MMIO_END - 1));
 	dsdt_crs(a, &r);
+	dsdt_prt(a);
+	aml_close(a, dev);
+}
+
+/* \_SB.PWRB, a control-method power button (§4.8.2.2.1.2), and \_SB.GED_, the Generic Event
+ * Device that signals it: an edge on BOOT_ACPI_GED_GSI runs _EVT, which reads the event selector
+ * (the read clears it, src/devices/power.c) and notifies the button for its bit:
+ *   Method (_EVT, 1, Serialized) { Local0 = ESEL; If ((Local0 & 2)) { Notify (PWRB, 0x80) } } */
+static void dsdt_power_button(struct abuf *a)
+{
+	uint8_t mem[32];
+	struct abuf r;
+	size_t dev, method, cond;
+
+	dev = aml_device(a, "PWRB");
+	aml_name(a, "_HID");
+	aml_eisaid(a, "PNP0C0C");
+	aml_name(a, "_UID");
+	aml_int(a, 0);
+	aml_close(a, dev);
+
+	dev = aml_device(a, "GED_");
+	aml_name(a, "_HID");
+	aml_string(a, "ACPI0013");
+	aml_name(a, "_UID");
+	aml_int(a, 0);
+	abuf_init(&r, mem, sizeof(mem));
+	res_ext_irq_edge(&r, BOOT_ACPI_GED_GSI);
+	dsdt_crs(a, &r);
+	aml_opregion(a, "EREG", AML_REGION_SYSTEM_IO, BOOT_ACPI_GED_PORT, BOOT_ACPI_GED_LEN);
+	aml_field(a, "EREG", AML_FIELD_DWORD_ACC | AML_FIELD_WRITE_AS_ZEROS, "ESEL",
+		  BOOT_ACPI_GED_LEN * 8);
+	method = aml_method(a, "_EVT", 1, true);
+	abuf_u8(a, AML_STORE_OP);
+	aml_namestring(a, "ESEL");
+	abuf_u8(a, AML_LOCAL0_OP);
+	cond = aml_if(a);
+	abuf_u8(a, AML_AND_OP);
+	abuf_u8(a, AML_LOCAL0_OP);
+	aml_int(a, BOOT_ACPI_GED_EVT_POWER_BUTTON);
+	abuf_u8(a, AML_ZERO_OP); /* no Target */
+	abuf_u8(a, AML_NOTIFY_OP);
+	aml_namestring(a, "PWRB");
+	aml_int(a, 0x80);        /* §5.6.6: for a button device, "button pressed" */
+	aml_close(a, cond);
+	aml_close(a, method);
 	aml_close(a, dev);
 }
 
@@ -232,6 +302,7 @@ static size_t acpi_dsdt(struct abuf *a)
 	dsdt_pci0(a);
 	dsdt_isa_device(a, "COM1", "PNP0501", 1, COM1_PORT, 8, COM1_IRQ);
 	dsdt_isa_device(a, "RTC_", "PNP0B00", 0, RTC_PORT, 2, RTC_IRQ);
+	dsdt_power_button(a);
 	aml_close(a, sb);
 	table_end(a, t);
 	return t;

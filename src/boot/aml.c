@@ -3,14 +3,18 @@
 
 #include <string.h>
 
-#define AML_ZERO_OP 0x00
 #define AML_ONE_OP 0x01
 #define AML_NAME_OP 0x08
 #define AML_BYTE_PREFIX 0x0a
 #define AML_WORD_PREFIX 0x0b
 #define AML_DWORD_PREFIX 0x0c
 #define AML_QWORD_PREFIX 0x0e
+#define AML_STRING_PREFIX 0x0d
 #define AML_SCOPE_OP 0x10
+#define AML_METHOD_OP 0x14
+#define AML_IF_OP 0xa0
+#define AML_OPREGION_OP 0x80 /* after AML_EXT_OP_PREFIX */
+#define AML_FIELD_OP 0x81    /* after AML_EXT_OP_PREFIX */
 #define AML_BUFFER_OP 0x11
 #define AML_PACKAGE_OP 0x12
 #define AML_EXT_OP_PREFIX 0x5b
@@ -22,6 +26,9 @@
 /* Resource descriptor tags (§6.4.2 small, §6.4.3 large). */
 #define RES_IRQ_NO_FLAGS 0x22
 #define RES_IO 0x47
+#define RES_EXT_IRQ 0x89
+#define RES_EXT_IRQ_CONSUMER 0x01
+#define RES_EXT_IRQ_EDGE 0x02 /* bit 2 clear: active-high; bit 3 clear: exclusive */
 #define RES_END 0x79
 #define RES_DWORD_ADDR 0x87
 #define RES_WORD_ADDR 0x88
@@ -211,6 +218,56 @@ void aml_buffer(struct abuf *a, const uint8_t *data, size_t n)
 	aml_close(a, mark);
 }
 
+void aml_string(struct abuf *a, const char *s)
+{
+	for (const char *p = s; *p; p++)
+		if (*p < 0x20 || *p > 0x7e)
+			a->overflow = true;
+	abuf_u8(a, AML_STRING_PREFIX);
+	abuf_put(a, s, strlen(s) + 1);
+}
+
+size_t aml_method(struct abuf *a, const char *name, unsigned nargs, bool serialized)
+{
+	size_t mark = aml_open(a, (const uint8_t[]){ AML_METHOD_OP }, 1);
+
+	if (nargs > 7)
+		a->overflow = true;
+	aml_namestring(a, name);
+	/* MethodFlags: ArgCount in bits 2:0, SerializeFlag bit 3, SyncLevel 0. */
+	abuf_u8(a, (uint8_t)((nargs & 7) | (serialized ? 0x08 : 0)));
+	return mark;
+}
+
+size_t aml_if(struct abuf *a)
+{
+	return aml_open(a, (const uint8_t[]){ AML_IF_OP }, 1);
+}
+
+void aml_opregion(struct abuf *a, const char *name, uint8_t space, uint64_t offset, uint64_t len)
+{
+	abuf_u8(a, AML_EXT_OP_PREFIX);
+	abuf_u8(a, AML_OPREGION_OP);
+	aml_namestring(a, name);
+	abuf_u8(a, space);
+	aml_int(a, offset);
+	aml_int(a, len);
+}
+
+void aml_field(struct abuf *a, const char *region, uint8_t flags, const char *field, unsigned bits)
+{
+	size_t mark = aml_open(a, (const uint8_t[]){ AML_EXT_OP_PREFIX, AML_FIELD_OP }, 2);
+
+	aml_namestring(a, region);
+	abuf_u8(a, flags);
+	/* NamedField: a NameSeg and its width in bits, encoded as a PkgLength (one byte < 64). */
+	if (strlen(field) != 4 || bits == 0 || bits > 63)
+		a->overflow = true;
+	abuf_put(a, field, 4);
+	abuf_u8(a, (uint8_t)bits);
+	aml_close(a, mark);
+}
+
 void res_io(struct abuf *r, uint16_t base, uint8_t len)
 {
 	abuf_u8(r, RES_IO);
@@ -230,6 +287,15 @@ void res_irq(struct abuf *r, unsigned irq)
 	}
 	abuf_u8(r, RES_IRQ_NO_FLAGS);
 	abuf_u16(r, (uint16_t)(1u << irq));
+}
+
+void res_ext_irq_edge(struct abuf *r, uint32_t gsi)
+{
+	abuf_u8(r, RES_EXT_IRQ);
+	abuf_u16(r, 6);    /* flags, count, one DWord; no resource source */
+	abuf_u8(r, RES_EXT_IRQ_CONSUMER | RES_EXT_IRQ_EDGE);
+	abuf_u8(r, 1);
+	abuf_u32(r, gsi);
 }
 
 static void res_word(struct abuf *r, uint8_t type, uint8_t type_flags, uint16_t min, uint16_t max)

@@ -187,6 +187,20 @@ int boot_cpu_tables_write(struct gmem *gm, enum boot_mode mode, struct boot_entr
 	return 0;
 }
 
+/* The reset vector (f000:fff0, physical 0xffff0 below 1 MiB), where a PC's firmware starts and
+ * where a guest jumps to reboot "through the BIOS": Linux does that last, when no other method
+ * worked, and first on a HW-reduced ACPI machine without EFI (arch/x86/kernel/reboot.c makes
+ * BOOT_EFI the default there, and efi_reboot falls through to BOOT_BIOS). kvmm has no firmware,
+ * so the vector holds just this, in real mode: mov al, 6; mov dx, 0xcf9; out dx, al (a system
+ * reset through the PIIX reset control register); hlt; jmp back to hlt. */
+static int boot_reset_vector_write(struct gmem *gm)
+{
+	static const uint8_t code[] = { 0xb0, BOOT_ACPI_RESET_VALUE, 0xba, BOOT_ACPI_RESET_PORT & 0xff,
+					BOOT_ACPI_RESET_PORT >> 8, 0xee, 0xf4, 0xeb, 0xfd };
+
+	return gmem_write(gm, BOOT_RESET_VECTOR_GPA, code, sizeof(code));
+}
+
 int boot_load(struct gmem *gm, const struct boot_config *bc, struct boot_entry *entry)
 {
 	struct kfile k;
@@ -209,5 +223,7 @@ int boot_load(struct gmem *gm, const struct boot_config *bc, struct boot_entry *
 		err = -ENOEXEC;
 	}
 	free(k.data);
+	if (err == 0 && boot_reset_vector_write(gm) < 0)
+		err = -EFAULT;
 	return err;
 }

@@ -11,7 +11,9 @@
  * accepts for pci_sanity_check and binds no driver to.
  *
  * Interrupts: every device uses INTx pin A; its line is the one SeaBIOS programs for QEMU's i440FX
- * (PIRQ (slot + pin - 1) & 3 over IRQs 10, 10, 11, 11), so ACPI _PRT tables can use the same map.
+ * (PIRQ (slot + pin - 1) & 3 over IRQs 10, 10, 11, 11, pci_intx_gsi), and the DSDT's _PRT
+ * (src/boot/acpi.c) describes that map, so the guest routes INTx through ACPI as level-triggered
+ * PCI interrupts rather than falling back to the Interrupt Line register.
  *
  * Threads: config accesses come from vCPU threads; p->lock serialises them with pci_add. A guest
  * moving a BAR (or toggling decode in the command register) moves the bus range while holding it;
@@ -77,6 +79,7 @@ struct pci {
 	struct pci_dev host;
 	struct pci_dev *devs[PCI_MAX_DEVICES];
 	struct pci_map maps[PCI_MAX_DEVICES][PCI_NR_BARS]; /* what is on the buses now */
+	uint8_t power_on[PCI_MAX_DEVICES][PCI_CFG_SIZE];    /* config space as pci_add left it */
 	uint64_t next_mmio;
 	uint64_t next_io;
 };
@@ -227,7 +230,7 @@ static void pci_addr_io(void *opaque, uint64_t offset, uint8_t *data, unsigned l
 		} else {
 			p->rcr = data[0] & (PCI_RCR_SYS_RST | PCI_RCR_FULL_RST);
 			if (data[0] & PCI_RCR_RST_CPU)
-				vm_request_exit(p->vm, VM_EXIT_RESET, 0, "reset control register 0xcf9");
+				vm_request_reset(p->vm, VM_RESET_GUEST, "reset control register 0xcf9");
 		}
 	} else if (!is_write) {
 		memset(data, 0xff, len);
@@ -255,11 +258,11 @@ static void pci_data_io(void *opaque, uint64_t offset, uint8_t *data, unsigned l
 	pthread_mutex_unlock(&p->lock);
 }
 
-static uint8_t pci_intx_line(unsigned slot)
+unsigned pci_intx_gsi(unsigned slot, unsigned pin)
 {
 	static const uint8_t pirq_irq[4] = { 10, 10, 11, 11 };
 
-	return pirq_irq[slot & 3];
+	return pirq_irq[(slot + pin) & 3];
 }
 
 /* Naturally aligned bump allocation in the window; 0 when it is full. */
@@ -325,7 +328,7 @@ int pci_add(struct vm *vm, struct pci_dev *d)
 	/* Programmed and decoding, as firmware leaves devices; the guest takes it from here. */
 	bus_data_put(&d->cfg[PCI_COMMAND], 2, bus_data_get(&d->cfg[PCI_COMMAND], 2) | cmd);
 	if (d->cfg[PCI_INTERRUPT_PIN])
-		d->cfg[PCI_INTERRUPT_LINE] = pci_intx_line(slot);
+		d->cfg[PCI_INTERRUPT_LINE] = (uint8_t)pci_intx_gsi(slot, d->cfg[PCI_INTERRUPT_PIN] - 1);
 	d->slot = slot;
 	d->vm = vm;
 	r = pci_remap(p, d);
@@ -335,12 +338,59 @@ int pci_add(struct vm *vm, struct pci_dev *d)
 		goto out;
 	}
 	p->devs[slot] = d;
+	memcpy(p->power_on[slot], d->cfg, PCI_CFG_SIZE);
 	p->next_mmio = next_mmio;
 	p->next_io = next_io;
 	log_debug("pci: 00:%02x.0 %s, IRQ %u", slot, d->name, d->cfg[PCI_INTERRUPT_LINE]);
 out:
 	pthread_mutex_unlock(&p->lock);
 	return r;
+}
+
+int pci_remove(struct vm *vm, struct pci_dev *d)
+{
+	struct pci *p = vm->pci;
+	int r = 0;
+
+	if (!p)
+		return -ENODEV;
+	pthread_mutex_lock(&p->lock);
+	if (d->slot >= PCI_MAX_DEVICES || p->devs[d->slot] != d) {
+		r = -ENOENT;
+	} else {
+		pci_unmap_all(p, d);
+		p->devs[d->slot] = NULL;
+		d->vm = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+/* Config space (and with it BAR addresses, decode enables, interrupt line, capabilities) goes back
+ * to what pci_add left, which is what kvmm's firmware role sets up at start: on a PC the reset
+ * clears the command register and the BARs and firmware then programs them again, so the guest
+ * finds the same state at every boot. */
+void pci_reset(struct vm *vm)
+{
+	struct pci *p = vm->pci;
+
+	pthread_mutex_lock(&p->lock);
+	p->addr = 0;
+	p->rcr = 0;
+	for (unsigned slot = 0; slot < PCI_MAX_DEVICES; slot++) {
+		struct pci_dev *d = p->devs[slot];
+
+		if (!d)
+			continue;
+		memcpy(d->cfg, p->power_on[slot], PCI_CFG_SIZE);
+		for (unsigned n = 0; n < PCI_NR_BARS; n++)
+			if (d->bars[n].size)
+				d->bars[n].addr = pci_bar_addr(d, n);
+		pci_remap(p, d);
+		if (d->reset)
+			d->reset(d);
+	}
+	pthread_mutex_unlock(&p->lock);
 }
 
 int pci_init(struct vm *vm)
@@ -377,21 +427,6 @@ fail:
 	log_error("pci: cannot set up the host bridge: %s", strerror(-r));
 	pci_exit(vm);
 	return r;
-}
-
-void pci_remove(struct vm *vm, struct pci_dev *d)
-{
-	struct pci *p = vm->pci;
-
-	if (!p)
-		return;
-	pthread_mutex_lock(&p->lock);
-	if (d->slot < PCI_MAX_DEVICES && p->devs[d->slot] == d) {
-		pci_unmap_all(p, d);
-		p->devs[d->slot] = NULL;
-		d->vm = NULL;
-	}
-	pthread_mutex_unlock(&p->lock);
 }
 
 void pci_exit(struct vm *vm)

@@ -2,13 +2,15 @@
  * `kvmm run` options. One table (config_options) drives getopt_long, the ini keys and --help, so an
  * option cannot exist in one of them and not the others. Values are checked as they are read, so a
  * message names the option as the user wrote it; cross-option checks wait for config_validate().
+ * Ini files are read in config_ini.c, through the same table.
  */
 #include <kvmm/config.h>
 #include <kvmm/size.h>
 
+#include "config_internal.h"
+
 #include <errno.h>
 #include <getopt.h>
-#include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -25,29 +27,6 @@
 #define CONFIG_SALT_MAX 64
 #define CONFIG_STATS_INTERVAL_MAX 86400
 #define CONFIG_SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
-
-/* Where the value being applied came from and what is pending until every option is read. */
-struct config_ctx {
-	struct vm_config *cfg;
-	unsigned shares_per_mib; /* a preset waiting for the final memory size; 0: absolute */
-	const char *spelling;	 /* command line: the option as written ("-m", "--memory") */
-	const char *file;	 /* ini: the file being read, NULL on the command line */
-	char *ini_dir;		 /* ini: relative paths are resolved against it; NULL: cwd */
-	unsigned line;		 /* ini: current line */
-	unsigned err_line;	 /* ini: line of the first error */
-	char *err;		 /* the first error, printed by whoever drives the parse */
-	int err_code;
-};
-
-struct config_option {
-	const char *name; /* long option and ini key */
-	int short_name;
-	int has_arg;	  /* getopt_long's no_argument, required_argument, optional_argument */
-	bool cli_only;	  /* not an ini key */
-	const char *arg;  /* for --help */
-	const char *help; /* one line, with the default */
-	int (*set)(struct config_ctx *ctx, const char *value);
-};
 
 static const char *const share_names[] = { "off", "zero", "tps", "ksm", NULL };
 static const char *const backend_names[] = { "anon", "memfd", "hugetlb", "thp", NULL };
@@ -70,10 +49,7 @@ static void config_print(const char *fmt, ...)
 	fprintf(stderr, "kvmm run: %s\n", line);
 }
 
-/* Records the first error with its origin prepended; returns code for `return config_fail(...)`. */
-static int config_fail(struct config_ctx *ctx, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static int config_fail(struct config_ctx *ctx, int code, const char *fmt, ...)
+int config_fail(struct config_ctx *ctx, int code, const char *fmt, ...)
 {
 	char why[768];
 	va_list ap;
@@ -95,7 +71,7 @@ static int config_fail(struct config_ctx *ctx, int code, const char *fmt, ...)
 	return code;
 }
 
-static int config_nomem(struct config_ctx *ctx)
+int config_nomem(struct config_ctx *ctx)
 {
 	return config_fail(ctx, -ENOMEM, "out of memory");
 }
@@ -267,7 +243,7 @@ static int set_shares(struct config_ctx *ctx, const char *value)
 	return 0;
 }
 
-static void config_resolve_shares(struct config_ctx *ctx)
+void config_resolve_shares(struct config_ctx *ctx)
 {
 	if (ctx->shares_per_mib)
 		ctx->cfg->mem_shares = (uint64_t)ctx->shares_per_mib * (ctx->cfg->memory >> 20);
@@ -427,6 +403,18 @@ static int set_hostd(struct config_ctx *ctx, const char *value)
 	return set_socket_path(ctx, &ctx->cfg->hostd, value);
 }
 
+/* A flag on the command line; in an ini file, on or off. */
+static int set_no_reboot(struct config_ctx *ctx, const char *value)
+{
+	if (!value) {
+		ctx->cfg->no_reboot = true;
+		return 0;
+	}
+	if (parse_onoff(value, &ctx->cfg->no_reboot) < 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not valid: use on or off", value);
+	return 0;
+}
+
 static int set_name(struct config_ctx *ctx, const char *value)
 {
 	size_t len = strlen(value);
@@ -439,8 +427,6 @@ static int set_name(struct config_ctx *ctx, const char *value)
 					   value);
 	return set_string(ctx, &ctx->cfg->name, value);
 }
-
-static int config_ini_load(struct config_ctx *ctx, const char *path);
 
 static int set_config(struct config_ctx *ctx, const char *value)
 {
@@ -478,6 +464,8 @@ static const struct config_option config_options[] = {
 	{ "qmp", 0, required_argument, false, "unix:PATH", "QMP socket, mode 0600 (default none)", set_qmp },
 	{ "serial", 0, required_argument, false, "stdio|file:PATH|unix:PATH", "where COM1 goes (default stdio)", set_serial },
 	{ "hostd", 0, required_argument, false, "SOCKET", "join the host scheduler (default: enforce own limit)", set_hostd },
+	{ "no-reboot", 0, no_argument, false, NULL, "exit when the guest resets instead of rebooting it\n"
+	  "(ini: no-reboot = on)", set_no_reboot },
 	{ "name", 0, required_argument, false, "NAME", "VM name (default kvmm)", set_name },
 	{ "config", 0, required_argument, true, "FILE.ini", "read options from FILE.ini at this point (may repeat)", set_config },
 	{ "help", 'h', no_argument, true, NULL, "show this help", set_help },
@@ -545,7 +533,7 @@ void config_free(struct vm_config *cfg)
 	*cfg = (struct vm_config){ 0 };
 }
 
-static const struct config_option *config_find(const char *name)
+const struct config_option *config_find(const char *name)
 {
 	for (size_t i = 0; i < CONFIG_NOPTIONS; i++)
 		if (strcmp(config_options[i].name, name) == 0)
@@ -553,115 +541,7 @@ static const struct config_option *config_find(const char *name)
 	return NULL;
 }
 
-/* --- ini files ----------------------------------------------------------------------------- */
-
-struct config_ini_reader {
-	FILE *file;
-	struct config_ctx *ctx;
-	char *buf;
-	size_t cap;
-};
-
-/*
- * Feeds libinih one physical line per call, so its line count (and so every file:line we print)
- * is exact. Leading blanks are dropped: libinih would otherwise take an indented line as the
- * continuation of the previous value and set that key a second time. libinih's line buffer is
- * fixed (200 bytes in Debian's build); a longer line would be split and its tail parsed as a line
- * of its own, so it is refused here instead.
- */
-static char *config_ini_read(char *str, int num, void *stream)
-{
-	struct config_ini_reader *rd = stream;
-	struct config_ctx *ctx = rd->ctx;
-	ssize_t n = getline(&rd->buf, &rd->cap, rd->file);
-	char *start;
-	size_t len;
-
-	if (n < 0)
-		return NULL;
-	ctx->line++;
-	start = rd->buf + strspn(rd->buf, " \t");
-	len = (size_t)n - (size_t)(start - rd->buf);
-	if (strlen(start) != len) {
-		ctx->spelling = "invalid line";
-		config_fail(ctx, -EINVAL, "contains a NUL byte");
-		len = 0;
-	} else if (len + 2 > (size_t)num) {
-		ctx->spelling = "line too long";
-		config_fail(ctx, -EINVAL, "more than %d bytes (libinih's limit): pass long values on "
-				   "the command line", num - 3);
-		len = 0;
-	}
-	memcpy(str, start, len);
-	str[len] = '\0';
-	return str;
-}
-
-static int config_ini_handle(void *user, const char *section, const char *name, const char *value)
-{
-	struct config_ctx *ctx = user;
-	const struct config_option *opt = config_find(name);
-
-	ctx->spelling = name;
-	if (ctx->err)
-		return 1; /* only the first error is reported; inih goes on reading regardless */
-	if (*section && strcmp(section, "vm") != 0) {
-		config_fail(ctx, -EINVAL, "unknown section [%s]: put keys at top level or in [vm]",
-			    section);
-		return 0;
-	}
-	if (!opt || opt->cli_only) {
-		config_fail(ctx, -EINVAL, "unknown key: use the long options' names, e.g. memory");
-		return 0;
-	}
-	return opt->set(ctx, value) == 0;
-}
-
-static int config_ini_load(struct config_ctx *ctx, const char *path)
-{
-	struct config_ini_reader rd = { .ctx = ctx };
-	const char *slash = strrchr(path, '/');
-	struct stat st;
-	int r;
-
-	rd.file = fopen(path, "re");
-	if (!rd.file)
-		return config_fail(ctx, -errno, "'%s': %s", path, strerror(errno));
-	if (fstat(fileno(rd.file), &st) == 0 && S_ISDIR(st.st_mode)) {
-		fclose(rd.file);
-		return config_fail(ctx, -EINVAL, "'%s': %s", path, strerror(EISDIR));
-	}
-	free(ctx->ini_dir);
-	ctx->ini_dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : NULL;
-	if (slash && !ctx->ini_dir) {
-		fclose(rd.file);
-		return config_nomem(ctx);
-	}
-	if (ctx->ini_dir && strcmp(ctx->ini_dir, "/") == 0)
-		ctx->ini_dir[0] = '\0'; /* "" + "/" + "kernel" = "/kernel" */
-	ctx->file = path;
-	ctx->line = 0;
-
-	r = ini_parse_stream(config_ini_read, &rd, config_ini_handle, ctx);
-	if (r > 0 && (!ctx->err || (unsigned)r < ctx->err_line)) {
-		/* A line libinih itself rejected, before any error of ours. */
-		free(ctx->err);
-		ctx->err = NULL;
-		ctx->line = (unsigned)r;
-		ctx->spelling = "syntax error";
-		config_fail(ctx, -EINVAL, "expected 'key = value', '[vm]' or a comment");
-	} else if (r < 0 && !ctx->err) {
-		config_nomem(ctx);
-	}
-	free(rd.buf);
-	fclose(rd.file);
-	free(ctx->ini_dir);
-	ctx->ini_dir = NULL;
-	ctx->file = NULL;
-	return ctx->err ? ctx->err_code : 0;
-}
-
-static void config_report(struct config_ctx *ctx)
+void config_report(struct config_ctx *ctx)
 {
 	if (ctx->err)
 		config_print("%s", ctx->err);
@@ -669,18 +549,6 @@ static void config_report(struct config_ctx *ctx)
 		config_print("out of memory");
 	free(ctx->err);
 	ctx->err = NULL;
-}
-
-int config_load_ini(struct vm_config *cfg, const char *path)
-{
-	/* Standalone, presets resolve against the memory size known at the end of this file. */
-	struct config_ctx ctx = { .cfg = cfg, .spelling = "config" };
-	int r = config_ini_load(&ctx, path);
-
-	if (r == 0)
-		config_resolve_shares(&ctx);
-	config_report(&ctx);
-	return r == -ENOMEM || r == -ENOENT ? r : r < 0 ? -EINVAL : 0;
 }
 
 /* --- command line -------------------------------------------------------------------------- */

@@ -7,6 +7,8 @@
 #include <kvmm/vcpu.h>
 #include <kvmm/vm.h>
 
+#include "vm_internal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -33,12 +35,13 @@
 static const char *const vm_exit_names[] = {
 	[VM_EXIT_NONE] = "running",
 	[VM_EXIT_POWEROFF] = "guest powered off",
-	[VM_EXIT_RESET] = "guest requested a reset (kvmm does not reboot guests)",
+	[VM_EXIT_RESET] = "guest reset (--no-reboot)",
 	[VM_EXIT_DEBUG_EXIT] = "guest test exit",
 	[VM_EXIT_TRIPLE_FAULT] = "guest triple fault",
 	[VM_EXIT_SIGNAL] = "stopped by signal",
 	[VM_EXIT_INTERNAL] = "vCPU failure",
 	[VM_EXIT_QUIT] = "quit by QMP",
+	[VM_EXIT_QMP_RESET] = "system_reset by QMP (--no-reboot)",
 };
 
 /* QEMU's ShutdownCause names, for the SHUTDOWN event; guest: whether the guest asked. */
@@ -54,6 +57,7 @@ static const struct {
 	[VM_EXIT_SIGNAL] = { "host-signal", false },
 	[VM_EXIT_INTERNAL] = { "host-error", false },
 	[VM_EXIT_QUIT] = { "host-qmp-quit", false },
+	[VM_EXIT_QMP_RESET] = { "host-qmp-system-reset", false },
 };
 
 int vm_irq_line(struct vm *vm, unsigned gsi, bool level)
@@ -75,7 +79,7 @@ void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int code, const cha
 	}
 }
 
-static void vm_stop(struct vm *vm, enum vm_exit_reason why, int code, const char *detail)
+void vm_stop(struct vm *vm, enum vm_exit_reason why, int code, const char *detail)
 {
 	if (atomic_load(&vm->stopping))
 		return;
@@ -98,13 +102,11 @@ static void vm_stop(struct vm *vm, enum vm_exit_reason why, int code, const char
 	loop_stop(vm->loop);
 }
 
-int vm_pause(struct vm *vm)
+int vm_wait_parked(struct vm *vm)
 {
 	struct timespec deadline;
 	int r = 0;
 
-	if (atomic_exchange(&vm->pause_requested, true))
-		return 0;
 	for (unsigned i = 0; i < vm->nr_vcpus; i++)
 		vcpu_kick(&vm->vcpus[i]);
 	clock_gettime(CLOCK_REALTIME, &deadline);
@@ -114,10 +116,17 @@ int vm_pause(struct vm *vm)
 		r = pthread_cond_timedwait(&vm->pause_cond, &vm->pause_lock, &deadline);
 	pthread_mutex_unlock(&vm->pause_lock);
 	if (r == ETIMEDOUT) {
-		log_warn("pause: %u of %u vCPUs stopped within 10 s", vm->parked, vm->running_vcpus);
+		log_warn("%u of %u vCPUs stopped within 10 s", vm->parked, vm->running_vcpus);
 		return -ETIMEDOUT;
 	}
 	return 0;
+}
+
+int vm_pause(struct vm *vm)
+{
+	if (atomic_exchange(&vm->pause_requested, true))
+		return 0;
+	return vm_wait_parked(vm);
 }
 
 void vm_resume(struct vm *vm)
@@ -140,6 +149,9 @@ static void vm_ctl(void *opaque, const struct ctl_cmd *cmd)
 	switch (cmd->op) {
 	case CTL_STOP:
 		vm_stop(vm, (enum vm_exit_reason)cmd->arg, cmd->arg2, cmd->detail);
+		break;
+	case CTL_RESET:
+		vm_reset(vm, (enum vm_reset_cause)cmd->arg, cmd->detail);
 		break;
 	}
 }
@@ -170,6 +182,7 @@ static int vm_exit_status(const struct vm *vm)
 	case VM_EXIT_RESET:
 	case VM_EXIT_SIGNAL:
 	case VM_EXIT_QUIT:
+	case VM_EXIT_QMP_RESET:
 		return 0;
 	case VM_EXIT_DEBUG_EXIT:
 		return vm->exit_code & 0xff;
@@ -299,6 +312,7 @@ static void vm_destroy(struct vm *vm)
 	gmem_destroy(&vm->mem);
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);
+	vm_power_on_free(vm);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
@@ -308,20 +322,30 @@ static void vm_destroy(struct vm *vm)
 	free(vm);
 }
 
-/* Everything up to a VM ready to run; a failure returns kvmm's exit status for it. */
-static int vm_build(struct vm *vm, struct boot_entry *entry)
+void vm_boot_config(const struct vm *vm, struct boot_config *bc)
 {
 	const struct vm_config *cfg = vm->cfg;
-	struct boot_config bc = {
+
+	*bc = (struct boot_config){
 		.kernel_path = cfg->kernel,
 		.initrd_path = cfg->initrd,
 		.cmdline = cfg->append ? cfg->append : "",
 		.nr_cpus = cfg->cpus,
 	};
+}
+
+/* Everything up to a VM ready to run; a failure returns kvmm's exit status for it. */
+static int vm_build(struct vm *vm, struct boot_entry *entry)
+{
+	const struct vm_config *cfg = vm->cfg;
+	struct boot_config bc;
 	int r;
 
+	vm_boot_config(vm, &bc);
 	if (vm_open_kvm(vm) < 0 || vm_create_machine(vm) < 0)
 		return VM_EXIT_STATUS_USAGE;
+	if (vm_power_on_save(vm) < 0)
+		return VM_EXIT_STATUS_FAILURE;
 	r = vm_create_memory(vm);
 	if (r < 0)
 		return r == -ENOMEM || r == -EINVAL ? VM_EXIT_STATUS_USAGE : VM_EXIT_STATUS_FAILURE;

@@ -47,9 +47,18 @@ static void i8042_reply(struct i8042 *k, uint8_t v, bool aux)
 		k->status &= (uint8_t)~I8042_STR_AUXDATA;
 }
 
-static void i8042_reset(struct i8042 *k)
+/* The controller pulses the CPU's reset line: a system reset (kvmm, like QEMU, resets the whole
+ * machine, not just the CPU). */
+static void i8042_pulse_reset(struct i8042 *k)
 {
-	vm_request_exit(k->vm, VM_EXIT_RESET, 0, "i8042 reset");
+	vm_request_reset(k->vm, VM_RESET_GUEST, "i8042 reset");
+}
+
+static void i8042_power_on(struct i8042 *k)
+{
+	k->status = I8042_STR_SYS | I8042_STR_UNLOCKED;
+	k->ctr = I8042_CTR_DEFAULT;
+	k->out = k->pending = 0;
 }
 
 static void i8042_command(struct i8042 *k, uint8_t cmd)
@@ -91,7 +100,7 @@ static void i8042_command(struct i8042 *k, uint8_t cmd)
 	default:
 		/* 0xf0-0xff pulse the output port bits whose command bit is 0; bit 0 is reset. */
 		if (cmd >= 0xf0 && !(cmd & 0x01))
-			i8042_reset(k);
+			i8042_pulse_reset(k);
 		else if (cmd < 0xf0)
 			log_debug("i8042: command %#x ignored", cmd);
 		break;
@@ -109,7 +118,7 @@ static void i8042_data(struct i8042 *k, uint8_t v)
 		break;
 	case 0xd1:
 		if (!(v & I8042_OUTPORT_RESET))
-			i8042_reset(k);
+			i8042_pulse_reset(k);
 		break;
 	case 0xd2:
 	case 0xd3:
@@ -167,8 +176,7 @@ int i8042_init(struct vm *vm)
 		return -ENOMEM;
 	k->vm = vm;
 	pthread_mutex_init(&k->lock, NULL);
-	k->status = I8042_STR_SYS | I8042_STR_UNLOCKED;
-	k->ctr = I8042_CTR_DEFAULT;
+	i8042_power_on(k);
 	vm->i8042 = k;
 	/* Two single ports, so 0x61 (PC speaker / NMI status) stays free for its own owner. */
 	r = bus_register(&vm->pio, I8042_DATA, 1, i8042_data_io, k, "i8042");
@@ -199,4 +207,13 @@ void i8042_exit(struct vm *vm)
 	pthread_mutex_destroy(&k->lock);
 	free(k);
 	vm->i8042 = NULL;
+}
+
+void i8042_reset(struct vm *vm)
+{
+	struct i8042 *k = vm->i8042;
+
+	pthread_mutex_lock(&k->lock);
+	i8042_power_on(k);
+	pthread_mutex_unlock(&k->lock);
 }

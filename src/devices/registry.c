@@ -6,12 +6,12 @@
 #include <stddef.h>
 
 static const struct device_desc devices[] = {
-	{ "pci", pci_init, pci_exit },
-	{ "serial", serial_init, serial_exit },
-	{ "i8042", i8042_init, i8042_exit },
-	{ "rtc", rtc_init, rtc_exit },
-	{ "power", power_init, power_exit },
-	{ "balloon", balloon_init, balloon_exit },
+	{ "pci", pci_init, pci_exit, pci_reset },
+	{ "serial", serial_init, serial_exit, serial_reset },
+	{ "i8042", i8042_init, i8042_exit, i8042_reset },
+	{ "rtc", rtc_init, rtc_exit, rtc_reset },
+	{ "power", power_init, power_exit, power_reset },
+	{ "balloon", balloon_init, balloon_exit, NULL }, /* virtio functions reset with pci */
 };
 
 #define NR_DEVICES (sizeof(devices) / sizeof(devices[0]))
@@ -35,4 +35,11 @@ void devices_exit(struct vm *vm)
 {
 	for (size_t i = NR_DEVICES; i-- > 0;)
 		devices[i].exit(vm);
+}
+
+void devices_reset(struct vm *vm)
+{
+	for (size_t i = 0; i < NR_DEVICES; i++)
+		if (devices[i].reset)
+			devices[i].reset(vm);
 }

@@ -252,3 +252,16 @@ void rtc_exit(struct vm *vm)
 	free(r);
 	vm->rtc = NULL;
 }
+
+void rtc_reset(struct vm *vm)
+{
+	struct rtc *r = vm->rtc;
+
+	/* CMOS RAM and the clock are battery-backed; the chip's reset input clears the interrupt
+	 * enables and flags (MC146818 datasheet, "RESET"), none of which is modelled, and the
+	 * index. A guest caught between setting and clearing SET loses that update, as on a PC. */
+	pthread_mutex_lock(&r->lock);
+	r->cmos.index = 0;
+	r->cmos.ram[RTC_REG_B] &= (uint8_t)~(RTC_B_SET | RTC_B_INT_ENABLES);
+	pthread_mutex_unlock(&r->lock);
+}

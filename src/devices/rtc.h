@@ -26,6 +26,7 @@
 
 #define RTC_A_UIP 0x80
 #define RTC_B_SET 0x80
+#define RTC_B_INT_ENABLES 0x78 /* PIE, AIE, UIE, SQWE */
 #define RTC_B_DM_BINARY 0x04
 #define RTC_B_24H 0x02
 #define RTC_D_VRT 0x80

@@ -446,6 +446,18 @@ fail:
 	return r;
 }
 
+void serial_reset(struct vm *vm)
+{
+	struct serial *s = vm->serial;
+
+	/* Host input still in the ring is kept: it was typed for the guest, and the new boot reads
+	 * it once its driver enables the receiver. */
+	pthread_mutex_lock(&s->lock);
+	uart_init(&s->uart, serial_tx, serial_irq, s);
+	vm_irq_line(vm, SERIAL_IRQ, false);
+	pthread_mutex_unlock(&s->lock);
+}
+
 void serial_exit(struct vm *vm)
 {
 	struct serial *s = vm->serial;

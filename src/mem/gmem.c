@@ -146,6 +146,20 @@ int64_t gmem_resident(const struct gmem *gm)
 	return kib * 1024;
 }
 
+int gmem_discard_all(struct gmem *gm)
+{
+	if (!gm->map)
+		return -EINVAL;
+	/* On MAP_PRIVATE | MAP_ANONYMOUS memory the next touch maps a fresh zero page. */
+	if (madvise(gm->map, gm->map_size, MADV_DONTNEED) < 0) {
+		int err = -errno;
+
+		log_error("discarding guest RAM: %s", strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
 uint64_t gmem_low_top(const struct gmem *gm)
 {
 	return gm->regions[0].size;

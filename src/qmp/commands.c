@@ -1,6 +1,7 @@
 /* kvmm's VM commands for QMP: one table, name -> handler, behaving as QEMU documents them
  * (qapi/run-state.json, qapi/machine.json, qapi/misc.json). Handlers run on the loop thread, the
  * one writer of VM state, so they act on the VM directly. */
+#include <kvmm/devices.h>
 #include <kvmm/qmp.h>
 #include <kvmm/vcpu.h>
 #include <kvmm/vm.h>
@@ -8,6 +9,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 
 static int cmd_query_status(void *opaque, json_t *args, json_t **ret, struct qmp_error *err)
 {
@@ -59,6 +61,31 @@ static int cmd_quit(void *opaque, json_t *args, json_t **ret, struct qmp_error *
 	return 0;
 }
 
+/* QEMU: returns at once; the reset happens afterwards on the loop (RESET event). */
+static int cmd_system_reset(void *opaque, json_t *args, json_t **ret, struct qmp_error *err)
+{
+	(void)args;
+	(void)ret;
+	(void)err;
+	vm_request_reset(opaque, VM_RESET_QMP, "QMP system_reset");
+	return 0;
+}
+
+/* QEMU: POWERDOWN event, then the ACPI power button; whether it powers off is the guest's call. */
+static int cmd_system_powerdown(void *opaque, json_t *args, json_t **ret, struct qmp_error *err)
+{
+	struct vm *vm = opaque;
+	int r;
+
+	(void)args;
+	(void)ret;
+	qmp_server_event(vm->qmp, "POWERDOWN", NULL);
+	r = power_button(vm);
+	if (r < 0)
+		qmp_error_set(err, QMP_ERR_GENERIC, "cannot signal the power button: %s", strerror(-r));
+	return r;
+}
+
 static int cmd_query_cpus_fast(void *opaque, json_t *args, json_t **ret, struct qmp_error *err)
 {
 	struct vm *vm = opaque;
@@ -99,6 +126,8 @@ static const struct qmp_command vm_commands[] = {
 	{ "stop", cmd_stop, NULL },
 	{ "cont", cmd_cont, NULL },
 	{ "quit", cmd_quit, NULL },
+	{ "system_reset", cmd_system_reset, NULL },
+	{ "system_powerdown", cmd_system_powerdown, NULL },
 	{ "query-cpus-fast", cmd_query_cpus_fast, NULL },
 	{ "query-memory-size-summary", cmd_query_memory_size_summary, NULL },
 	{ NULL, NULL, NULL },

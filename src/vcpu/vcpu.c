@@ -40,6 +40,8 @@ int vcpu_create(struct vm *vm, unsigned id, const struct kvm_cpuid2 *supported, 
 	}
 	v->run_size = (size_t)size;
 	r = x86_vcpu_setup(v, supported);
+	if (r == 0)
+		r = x86_vcpu_save_reset_state(v);
 	if (r < 0)
 		goto fail;
 	return 0;
@@ -78,12 +80,15 @@ static bool vcpu_exit(struct vcpu *v)
 	case KVM_EXIT_INTR:
 		return true;
 	case KVM_EXIT_SHUTDOWN:
+		/* As on a PC, where the chipset turns a shutdown cycle into a reset (QEMU does too).
+		 * The request holds this vCPU outside KVM_RUN until the reset is done. */
 		snprintf(detail, sizeof(detail), "triple fault on vcpu%u", v->id);
-		vm_request_exit(v->vm, VM_EXIT_TRIPLE_FAULT, 1, detail);
-		return false;
+		vm_request_reset(v->vm, VM_RESET_TRIPLE_FAULT, detail);
+		return true;
 	case KVM_EXIT_SYSTEM_EVENT:
 		if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) {
-			vm_request_exit(v->vm, VM_EXIT_RESET, 0, "guest reset");
+			vm_request_reset(v->vm, VM_RESET_GUEST, "guest reset");
+			return true;
 		} else if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN) {
 			vm_request_exit(v->vm, VM_EXIT_POWEROFF, 0, "guest shutdown");
 		} else {
@@ -108,7 +113,13 @@ static bool vcpu_exit(struct vcpu *v)
 	return false;
 }
 
-/* Waits here, outside KVM_RUN, while the VM is paused (vm_pause) and not stopping. */
+static bool vcpu_held(const struct vm *vm)
+{
+	return atomic_load(&vm->pause_requested) || atomic_load(&vm->reset_hold);
+}
+
+/* Waits here, outside KVM_RUN, while the VM is paused (vm_pause) or being reset, and not
+ * stopping. */
 static void vcpu_park(struct vcpu *v)
 {
 	struct vm *vm = v->vm;
@@ -116,7 +127,7 @@ static void vcpu_park(struct vcpu *v)
 	pthread_mutex_lock(&vm->pause_lock);
 	vm->parked++;
 	pthread_cond_broadcast(&vm->pause_cond);
-	while (atomic_load(&vm->pause_requested) && !atomic_load(&vm->stopping))
+	while (vcpu_held(vm) && !atomic_load(&vm->stopping))
 		pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
 	vm->parked--;
 	pthread_mutex_unlock(&vm->pause_lock);
@@ -146,7 +157,7 @@ static void *vcpu_thread(void *arg)
 	atomic_store(&v->tid, (int)gettid());
 
 	while (!atomic_load(&v->vm->stopping)) {
-		if (atomic_load(&v->vm->pause_requested)) {
+		if (vcpu_held(v->vm)) {
 			vcpu_park(v);
 			continue;
 		}
@@ -222,6 +233,7 @@ void vcpu_join(struct vcpu *v)
 
 void vcpu_destroy(struct vcpu *v)
 {
+	x86_vcpu_free_reset_state(v);
 	if (v->run)
 		munmap(v->run, v->run_size);
 	if (v->fd >= 0 && v->vm)

@@ -66,6 +66,23 @@ class Vm:
                 return needle in self.out
         return True
 
+    def drain(self):
+        """Reads whatever output is there now, without waiting."""
+        while self._read(0):
+            pass
+
+    def expect_count(self, text, n):
+        """Waits until `text` has appeared n times in the output; False on EOF or time-out."""
+        needle = text.encode()
+        while self.out.count(needle) < n:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.diagnose(f"waiting for {text!r} to appear {n} times")
+                return False
+            if self._read(min(left, 1.0)) is None:
+                return self.out.count(needle) >= n
+        return True
+
     def diagnose(self, what):
         """After a time-out, once: asks kvmm to log every vCPU's state (SIGUSR2) and prints where
         its threads wait, so a hang in CI shows where the guest and kvmm are."""
@@ -234,8 +251,10 @@ class Qmp:
     def close(self):
         self.s.close()
 
-    def event(self, name, timeout=30):
-        """The first event called name (kept or arriving within timeout seconds), else None."""
+    def event(self, name, timeout=30, vm=None):
+        """The first event called name (kept or arriving within timeout seconds), else None.
+        With vm, kvmm's output is read meanwhile: kvmm logs to a pipe with blocking writes, so a
+        test that stops reading it can stall kvmm's loop thread."""
         deadline = time.monotonic() + timeout
         while True:
             for e in self.events:
@@ -245,11 +264,13 @@ class Qmp:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            self.s.settimeout(left)
+            if vm is not None:
+                vm.drain()
+            self.s.settimeout(min(left, 0.5 if vm is not None else left))
             try:
                 m = self.msg()
             except socket.timeout:
-                return None
+                continue
             finally:
                 self.s.settimeout(self.timeout)
             if m is None:

@@ -2,10 +2,11 @@
 """QMP on `kvmm run --qmp unix:PATH` with the test guest: QEMU's greeting and negotiation, its error
 classes for bad input, query-status / stop / cont with STOP and RESUME events reaching a second
 client, query-cpus-fast (real vCPU thread ids), query-memory-size-summary, the `kvmm qmp` client,
-and quit (SHUTDOWN event, exit status 0, socket removed)."""
+system_reset (RESET to every client, the guest boots again), system_reset while paused, and quit
+(SHUTDOWN event, exit status 0, socket removed); then system_reset under --no-reboot (kvmm exits
+with QEMU's SHUTDOWN reason)."""
 import json
 import os
-import socket
 import stat
 import subprocess
 import tempfile
@@ -75,10 +76,45 @@ out = subprocess.run([KVMM, "qmp", os.path.join(tmp, "none.sock"), "query-status
                      text=True, timeout=60)
 check(out.returncode == 2 and "none.sock" in out.stderr, f"kvmm qmp: no socket is exit 2 ({out.stderr!r})")
 
+# system_reset: {} at once, RESET to every client, and the guest starts over from its entry point.
+check(vm.text().count("KVMM guest=test event=banner") == 1, "one banner so far")
+check(a.cmd("system_reset") == {"return": {}}, "system_reset returns {}")
+for c, who in ((a, "the client that asked"), (b, "the other client")):
+    e = c.event("RESET", 120, vm)
+    check(e is not None and e["data"] == {"guest": False, "reason": "host-qmp-system-reset"},
+          f"RESET event reaches {who} ({e})")
+check(vm.expect_count("KVMM guest=test event=banner", 2), "the guest booted again: banner printed twice")
+check(vm.expect_count("KVMM test=fill", 2), "and ran its workload again")
+r = a.cmd("query-status")
+check(r and r["return"]["status"] == "running", f"running after the reset ({r})")
+# Reset while paused: the VM is reset and stays paused until cont, as in QEMU.
+check(a.cmd("stop") == {"return": {}}, "stop before a reset")
+check(a.cmd("system_reset") == {"return": {}}, "system_reset while paused")
+e = a.event("RESET", 120, vm)
+check(e is not None, f"RESET while paused ({e})")
+r = a.cmd("query-status")
+check(r and r["return"]["status"] == "paused", f"still paused after the reset ({r})")
+check(a.cmd("cont") == {"return": {}}, "cont")
+check(vm.expect_count("KVMM guest=test event=banner", 3), "the guest booted a third time after cont")
+
 check(a.cmd("quit") == {"return": {}}, "quit")
 e = b.event("SHUTDOWN")
 check(e is not None and e["data"] == {"guest": False, "reason": "host-qmp-quit"}, f"SHUTDOWN event ({e})")
 status = vm.wait()
 check(status == 0, f"kvmm exits 0 after quit (got {status})")
 check(not os.path.exists(sock), "the socket is removed at exit")
+
+# --no-reboot: system_reset stops kvmm instead (QEMU -no-reboot: SHUTDOWN host-qmp-system-reset).
+vm = Vm(["-m", "128M", "--no-reboot", "--qmp", f"unix:{sock}", "--kernel", TEST_GUEST,
+         "--append", "test=idle:600"], timeout=300)
+check(vm.expect("KVMM guest=test event=banner"), "--no-reboot: the guest runs")
+a = Qmp(sock)
+check(a.cmd("system_reset") == {"return": {}}, "--no-reboot: system_reset returns {}")
+e = a.event("SHUTDOWN", 60, vm)
+check(e is not None and e["data"] == {"guest": False, "reason": "host-qmp-system-reset"},
+      f"--no-reboot: SHUTDOWN host-qmp-system-reset ({e})")
+status = vm.wait()
+check(status == 0, f"--no-reboot: kvmm exits 0 (got {status})")
+check("RESET" not in json.dumps(a.events), "--no-reboot: no RESET event")
+check(vm.text().count("KVMM guest=test event=banner") == 1, "--no-reboot: the guest did not boot again")
 finish()

@@ -209,6 +209,85 @@ Test(acpi, dsdt_bytes, .timeout = 10)
 	cr_expect_not_null(memmem(aml, len - 36, "\x08_HID\x0c\x41\xd0\x0b\x00", 10), "EISAID PNP0B00");
 }
 
+/* The power button and its Generic Event Device, byte for byte (§20.2, §6.4.3.6). */
+Test(acpi, dsdt_power_button_and_ged_bytes, .timeout = 10)
+{
+	struct tables t = build(1);
+	uint32_t len = rd32(t.dsdt + 4);
+	const uint8_t *aml = at(t.dsdt + 36, len - 36);
+	static const uint8_t pwrb[] = { 0x5b, 0x82, 0x15, 'P', 'W', 'R', 'B',
+					0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0c, 0x0c,
+					0x08, '_', 'U', 'I', 'D', 0x00 };
+	static const uint8_t hid[] = { 0x08, '_', 'H', 'I', 'D', 0x0d,
+				       'A', 'C', 'P', 'I', '0', '0', '1', '3', 0x00 };
+	/* Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { BOOT_ACPI_GED_GSI }, EndTag */
+	static const uint8_t irq[] = { 0x89, 0x06, 0x00, 0x03, 0x01, BOOT_ACPI_GED_GSI, 0, 0, 0,
+				       0x79, 0x00 };
+	/* OperationRegion (EREG, SystemIO, 0x3c4, 4); Field (EREG, DWordAcc, NoLock,
+	 * WriteAsZeros) { ESEL, 32 } */
+	static const uint8_t region[] = { 0x5b, 0x80, 'E', 'R', 'E', 'G', 0x01,
+					  0x0b, BOOT_ACPI_GED_PORT & 0xff, BOOT_ACPI_GED_PORT >> 8,
+					  0x0a, BOOT_ACPI_GED_LEN,
+					  0x5b, 0x81, 0x0b, 'E', 'R', 'E', 'G', 0x43,
+					  'E', 'S', 'E', 'L', 0x20 };
+	/* Method (_EVT, 1, Serialized) { Store (ESEL, Local0)
+	 *   If (And (Local0, 2, )) { Notify (PWRB, 0x80) } } */
+	static const uint8_t evt[] = { 0x14, 0x1a, '_', 'E', 'V', 'T', 0x09,
+				       0x70, 'E', 'S', 'E', 'L', 0x60,
+				       0xa0, 0x0d, 0x7b, 0x60, 0x0a, BOOT_ACPI_GED_EVT_POWER_BUTTON, 0x00,
+				       0x86, 'P', 'W', 'R', 'B', 0x0a, 0x80 };
+
+	cr_expect_not_null(memmem(aml, len - 36, pwrb, sizeof(pwrb)), "Device (PWRB), PNP0C0C");
+	cr_expect_not_null(memmem(aml, len - 36, "GED_", 4), "Device (GED_)");
+	cr_expect_not_null(memmem(aml, len - 36, hid, sizeof(hid)), "_HID \"ACPI0013\"");
+	cr_expect_not_null(memmem(aml, len - 36, irq, sizeof(irq)), "GED interrupt");
+	cr_expect_not_null(memmem(aml, len - 36, region, sizeof(region)), "event selector register");
+	cr_expect_not_null(memmem(aml, len - 36, evt, sizeof(evt)), "_EVT notifies the power button");
+}
+
+/* _PRT under PCI0: one entry per slot and pin, GSI as pci.c wires it. */
+Test(acpi, dsdt_prt_matches_pci_intx, .timeout = 10)
+{
+	struct tables t = build(1);
+	uint32_t len = rd32(t.dsdt + 4);
+	const uint8_t *aml = at(t.dsdt + 36, len - 36);
+	const uint8_t *prt = memmem(aml, len - 36, "\x08_PRT\x12", 6), *p;
+	unsigned n = 0;
+
+	cr_assert_not_null(prt, "Name (_PRT, Package ...)");
+	/* PackageOp, a two-byte PkgLength (the table is larger than 63 bytes), NumElements. */
+	p = prt + 6;
+	cr_assert_eq(p[0] >> 6, 1, "two-byte PkgLength");
+	cr_expect_eq(p[2], PCI_MAX_DEVICES * 4, "four pins for every slot");
+	p += 3;
+	for (unsigned slot = 0; slot < PCI_MAX_DEVICES; slot++) {
+		for (unsigned pin = 0; pin < 4; pin++, n++) {
+			uint32_t addr = slot << 16 | 0xffff;
+			uint8_t e[16] = { 0x12, 0, 0x04 }, *q = e + 3;
+
+			/* Package (4) { Address, Pin, Zero, GSI }, each integer in its shortest form. */
+			*q++ = addr <= 0xffff ? 0x0b : 0x0c;
+			memcpy(q, &addr, addr <= 0xffff ? 2 : 4);
+			q += addr <= 0xffff ? 2 : 4;
+			if (pin <= 1) {
+				*q++ = (uint8_t)pin;
+			} else {
+				*q++ = 0x0a;
+				*q++ = (uint8_t)pin;
+			}
+			*q++ = 0x00;
+			*q++ = 0x0a;
+			*q++ = (uint8_t)pci_intx_gsi(slot, pin);
+			e[1] = (uint8_t)(q - e - 1);
+			cr_assert_eq(memcmp(p, e, (size_t)(q - e)), 0, "_PRT entry for slot %u pin %u",
+				     slot, pin);
+			p += q - e;
+		}
+	}
+	cr_expect_eq(n, 128);
+	cr_expect_eq(pci_intx_gsi(1, 0), 10, "slot 1 INTA: IRQ 10, the line pci_add writes");
+}
+
 static bool have_iasl(void)
 {
 	return system("command -v iasl >/dev/null 2>&1") == 0;
@@ -295,6 +374,15 @@ Test(acpi, iasl_disassembles_every_table, .timeout = 60)
 	cr_expect_eq(grep_count("dsdt.dsl", "EisaId (\"PNP0B00\")"), 1, "CMOS RTC");
 	cr_expect_eq(grep_count("dsdt.dsl", "0x0070,             // Range Minimum"), 1);
 	cr_expect_eq(grep_count("dsdt.dsl", "{8}"), 1, "RTC on IRQ 8");
+	cr_expect_eq(grep_count("dsdt.dsl", "Name (_PRT, Package (0x80)"), 1, "_PRT, 128 entries");
+	cr_expect_eq(grep_count("dsdt.dsl", "EisaId (\"PNP0C0C\")"), 1, "power button");
+	cr_expect_eq(grep_count("dsdt.dsl", "Name (_HID, \"ACPI0013\""), 1, "Generic Event Device");
+	cr_expect_eq(grep_count("dsdt.dsl", "Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive"),
+		     1, "GED interrupt");
+	cr_expect_eq(grep_count("dsdt.dsl", "OperationRegion (EREG, SystemIO, 0x03C4, 0x04)"), 1);
+	cr_expect_eq(grep_count("dsdt.dsl", "Field (EREG, DWordAcc, NoLock, WriteAsZeros)"), 1);
+	cr_expect_eq(grep_count("dsdt.dsl", "Method (_EVT, 1, Serialized)"), 1);
+	cr_expect_eq(grep_count("dsdt.dsl", "Notify (PWRB, 0x80)"), 1);
 	cr_expect_eq(grep_count("apic.dsl", "[Processor Local APIC]"), 8);
 	cr_expect_eq(grep_count("apic.dsl", "[I/O APIC]"), 1);
 	cr_expect_eq(grep_count("facp.dsl", "Hardware Reduced (V5) : 1"), 1);
@@ -310,7 +398,7 @@ Test(acpi, iasl_recompiles_the_dsdt_to_the_same_aml, .timeout = 60)
 {
 	struct tables t;
 	char path[512];
-	uint8_t aml[4096];
+	uint8_t aml[16384];
 	uint32_t len;
 	size_t n;
 	FILE *f;

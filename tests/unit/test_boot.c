@@ -236,6 +236,13 @@ Test(boot, bzimage_zero_page_and_entry)
 	cr_expect_eq(*(uint64_t *)(zp + 0x070), BOOT_ACPI_GPA, "acpi_rsdp_addr");
 	cr_expect_eq(*(uint64_t *)gmem_ptr(&gm, BOOT_PML4_GPA + 0x2000 + 8, 8), (2ull << 20) | 0x83,
 		     "identity map, 2 MiB pages");
+	{
+		/* mov al, 6; mov dx, 0xcf9; out dx, al; hlt; jmp back to hlt (16-bit code at f000:fff0) */
+		static const uint8_t reset[] = { 0xb0, 0x06, 0xba, 0xf9, 0x0c, 0xee, 0xf4, 0xeb, 0xfd };
+
+		cr_expect_eq(memcmp(gmem_ptr(&gm, BOOT_RESET_VECTOR_GPA, sizeof(reset)), reset,
+				    sizeof(reset)), 0, "the reset vector resets through 0xcf9");
+	}
 	free((void *)bc.initrd_path);
 	free(img);
 }

@@ -470,6 +470,23 @@ Test(config, name, .timeout = 10)
 	FAILS("--kernel: 'x?y': No such file", "--kernel", "x\ny");
 }
 
+Test(config, no_reboot, .timeout = 10)
+{
+	OK("--kernel", kernel);
+	cr_expect_not(cfg.no_reboot, "a reset reboots by default");
+	reset();
+	OK("--kernel", kernel, "--no-reboot");
+	cr_expect(cfg.no_reboot);
+	FAILS("kvmm run: --no-reboot: takes no argument", "--kernel", kernel, "--no-reboot=yes");
+	reset();
+	cr_assert_eq(load(ini("r.ini", "no-reboot = on\n")), 0, "%s", err);
+	cr_expect(cfg.no_reboot);
+	cr_assert_eq(load(ini("r.ini", "no-reboot = off\n")), 0, "%s", err);
+	cr_expect_not(cfg.no_reboot);
+	cr_expect_neq(load(ini("r.ini", "no-reboot = maybe\n")), 0);
+	cr_expect_not_null(strstr(err, "no-reboot: 'maybe' is not valid: use on or off"), "%s", err);
+}
+
 Test(config, usage_errors, .timeout = 10)
 {
 	FAILS("kvmm run: --bogus: unknown option", "--kernel", kernel, "--bogus");
@@ -517,7 +534,7 @@ Test(config, usage_lists_every_option, .timeout = 10)
 		"--mem-share off|zero|tps|ksm", "--mem-salt vm|host|NAME", "--mem-compress on|off",
 		"--mem-compress-max PCT", "--mem-swap FILE|off", "--mem-backend anon|memfd|hugetlb|thp",
 		"--balloon[=", "--qmp unix:PATH", "--serial stdio|file:PATH|unix:PATH", "--hostd SOCKET",
-		"--name NAME", "--config FILE.ini", "-h, --help",
+		"--name NAME", "--no-reboot", "--config FILE.ini", "-h, --help",
 	};
 	static const char *const defaults[] = { "default 512M", "default 1)", "default tps",
 						"default vm", "default on", "default 10%", "default anon",

@@ -61,3 +61,22 @@ Test(gmem, checked_access, .timeout = 10)
 	cr_expect_null(gmem_ptr(&gm, UINT64_MAX - 4095, 4096));
 	gmem_destroy(&gm);
 }
+
+Test(gmem, discard_all_reads_back_zero, .timeout = 10)
+{
+	struct gmem gm;
+	uint64_t v = 0x1122334455667788ull, back = 1;
+
+	cr_assert_eq(gmem_init(&gm, 64ull << 20), 0);
+	cr_assert_eq(gmem_write(&gm, 0x100000, &v, sizeof(v)), 0);
+	cr_assert_eq(gmem_write(&gm, (64ull << 20) - 8, &v, sizeof(v)), 0);
+	cr_assert_eq(gmem_discard_all(&gm), 0);
+	cr_assert_eq(gmem_read(&gm, 0x100000, &back, sizeof(back)), 0);
+	cr_expect_eq(back, 0, "a discarded page reads as zero");
+	back = 1;
+	cr_assert_eq(gmem_read(&gm, (64ull << 20) - 8, &back, sizeof(back)), 0);
+	cr_expect_eq(back, 0, "so does the last page");
+	cr_assert_eq(gmem_write(&gm, 0x100000, &v, sizeof(v)), 0, "and the memory is usable again");
+	gmem_destroy(&gm);
+	cr_expect_eq(gmem_discard_all(&gm), -EINVAL, "nothing to discard after destroy");
+}

@@ -10,6 +10,7 @@
 
 /* vm.c needs KVM; these stand in for it (weak, so a library that does link vm.o still wins). */
 static enum vm_exit_reason last_exit;
+static int resets;
 
 __attribute__((weak)) int vm_irq_line(struct vm *vm, unsigned gsi, bool level)
 {
@@ -22,6 +23,14 @@ __attribute__((weak)) void vm_request_exit(struct vm *vm, enum vm_exit_reason wh
 {
 	(void)vm, (void)code, (void)detail;
 	last_exit = why;
+}
+
+__attribute__((weak)) void vm_request_reset(struct vm *vm, enum vm_reset_cause why,
+					    const char *detail)
+{
+	(void)vm, (void)detail;
+	if (why == VM_RESET_GUEST)
+		resets++;
 }
 
 static void bar_fn(void *opaque, uint64_t offset, uint8_t *data, unsigned len, bool is_write)
@@ -131,12 +140,13 @@ Test(pci, reset_control_register, .timeout = 10)
 {
 	struct vm *vm = vm_new();
 
-	last_exit = VM_EXIT_NONE;
+	resets = 0;
 	pio_write(vm, 0xcf9, 1, 0x02);
-	cr_expect_eq(last_exit, VM_EXIT_NONE, "SYS_RST alone only selects the reset type");
+	cr_expect_eq(resets, 0, "SYS_RST alone only selects the reset type");
 	cr_expect_eq(pio_read(vm, 0xcf9, 1), 0x02);
 	pio_write(vm, 0xcf9, 1, 0x06);
-	cr_expect_eq(last_exit, VM_EXIT_RESET);
+	cr_expect_eq(resets, 1, "RST_CPU: a guest-initiated system reset");
+	cr_expect_eq(last_exit, VM_EXIT_NONE, "which does not stop the VM");
 	/* A byte at 0xcf9 did not disturb CONFIG_ADDRESS. */
 	pio_write(vm, 0xcf8, 4, 0x80000000u);
 	pio_write(vm, 0xcf9, 1, 0x02);
@@ -294,4 +304,85 @@ Test(pci, slots_fill_and_run_out, .timeout = 10)
 	pci_dev_init(&devs[0], "t", 1, 2, 0, 0, 0);
 	cr_expect_eq(pci_add(vm, &devs[0]), -ENOSPC);
 	vm_free(vm);
+}
+
+static int dev_resets;
+
+static void dev_reset(struct pci_dev *d)
+{
+	(void)d;
+	dev_resets++;
+}
+
+Test(pci, reset_restores_kvmms_assignment, .timeout = 10)
+{
+	struct vm *vm = vm_new();
+	struct pci_dev d;
+	uint64_t last = 0;
+	uint8_t data[4];
+
+	pci_dev_init(&d, "t", 0x1af4, 0x1041, 0x020000, 0x1af4, 1);
+	pci_dev_set_bar(&d, 0, 0x4000, false, bar_fn, &last);
+	pci_dev_set_bar(&d, 4, 64, true, bar_fn, &last);
+	d.reset = dev_reset;
+	cr_assert_eq(pci_add(vm, &d), 0);
+	/* The guest moves BAR 0, turns on bus mastering and INTx disable, changes the line. */
+	cfg_write(vm, 1, 0x10, 4, 0xd0000000u);
+	cfg_write(vm, 1, 0x04, 2, 0x0407);
+	cfg_write(vm, 1, 0x3c, 1, 5);
+	pio_write(vm, 0xcf8, 4, cfg_addr(0, 1, 0, 0));
+	dev_resets = 0;
+	pci_reset(vm);
+	cr_expect_eq(dev_resets, 1, "the function's own reset hook ran");
+	cr_expect_eq(pio_read(vm, 0xcf8, 4), 0, "CONFIG_ADDRESS cleared");
+	cr_expect_eq(cfg_read(vm, 1, 0, 0x10, 4), PCI_MMIO_BASE, "BAR 0 back at kvmm's address");
+	cr_expect_eq(d.bars[0].addr, PCI_MMIO_BASE);
+	cr_expect_eq(cfg_read(vm, 1, 0, 0x04, 2), 0x3, "command: decode as kvmm set it, no master, INTx on");
+	cr_expect_eq(cfg_read(vm, 1, 0, 0x3c, 1), 10, "interrupt line as kvmm wrote it");
+	cr_expect(bus_dispatch(&vm->mmio, PCI_MMIO_BASE + 8, data, 4, false), "mapped there again");
+	cr_expect_not(bus_dispatch(&vm->mmio, 0xd0000008u, data, 4, false), "not where the guest put it");
+	cr_expect_eq(vm->mmio.nr, 1);
+	vm_free(vm);
+}
+
+Test(pci, remove_takes_a_device_off_the_bus, .timeout = 10)
+{
+	struct vm *vm = vm_new();
+	struct pci_dev d, e;
+	uint64_t last = 0;
+
+	pci_dev_init(&d, "t", 0x1af4, 0x1041, 0x020000, 0x1af4, 1);
+	pci_dev_set_bar(&d, 0, 0x4000, false, bar_fn, &last);
+	pci_dev_set_bar(&d, 4, 64, true, bar_fn, &last);
+	cr_assert_eq(pci_add(vm, &d), 0);
+	cr_expect_eq(vm->mmio.nr, 1);
+	cr_expect_eq(pci_remove(vm, &d), 0);
+	cr_expect_eq(vm->mmio.nr, 0, "its memory BAR left the bus");
+	cr_expect_eq(vm->pio.nr, 2, "its IO BAR too: only the config ports remain");
+	cr_expect_eq(cfg_read(vm, 1, 0, 0x00, 4), 0xffffffffu, "the slot reads as empty");
+	cr_expect_null(d.vm);
+	cr_expect_eq(pci_remove(vm, &d), -ENOENT, "not on the bus any more");
+	/* The slot is free again; addresses are not reused. */
+	pci_dev_init(&e, "u", 1, 2, 0, 0, 0);
+	pci_dev_set_bar(&e, 0, 0x4000, false, bar_fn, &last);
+	cr_assert_eq(pci_add(vm, &e), 0);
+	cr_expect_eq(e.slot, 1);
+	cr_expect_eq(e.bars[0].addr, PCI_MMIO_BASE + 0x4000);
+	pci_exit(vm);
+	cr_expect_eq(pci_remove(vm, &e), -ENODEV, "after pci_exit there is no bus");
+	bus_destroy(&vm->pio);
+	bus_destroy(&vm->mmio);
+	free(vm);
+}
+
+Test(pci, intx_swizzle, .timeout = 10)
+{
+	/* SeaBIOS's i440FX map: PIRQ (slot + pin) & 3 over 10, 10, 11, 11. */
+	cr_expect_eq(pci_intx_gsi(0, 0), 10);
+	cr_expect_eq(pci_intx_gsi(1, 0), 10);
+	cr_expect_eq(pci_intx_gsi(2, 0), 11);
+	cr_expect_eq(pci_intx_gsi(3, 0), 11);
+	cr_expect_eq(pci_intx_gsi(4, 0), 10);
+	cr_expect_eq(pci_intx_gsi(1, 1), 11, "slot 1 INTB");
+	cr_expect_eq(pci_intx_gsi(31, 3), 11, "slot 31 INTD: (31 + 3) & 3 = 2");
 }

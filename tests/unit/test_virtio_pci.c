@@ -403,6 +403,50 @@ Test(virtio_pci, isr_and_intx, .init = setup, .fini = teardown)
 	cr_assert(!F.intx);
 }
 
+static unsigned transport_resets;
+
+static void sink_reset(struct virtio_pci *vp)
+{
+	transport_resets++;
+}
+
+/* System reset (what pci_reset calls through the function's reset hook): as status 0, plus the
+ * MSI-X table and PBA; the INTx line drops. */
+Test(virtio_pci, system_reset, .init = setup, .fini = teardown)
+{
+	unsigned routes;
+
+	cr_assert_eq(F.vp.pci.reset != NULL, true, "the transport hooks the PCI function's reset");
+	F.vp.ops.reset = sink_reset;
+	transport_resets = 0;
+	driver_ok();
+	setup_queue(0, 64, 0x1000, 0x2000, 0x3000);
+	CWR(VIRTIO_PCI_COMMON_Q_ENABLE, 2, 1);
+	virtio_config_changed(&F.dev);
+	virtio_queue_interrupt(&F.dev, 0);
+	cr_assert(F.intx);
+	msix_entry(1, 0xfee00000, 0x41, 1);
+	virtio_queue_interrupt(&F.dev, 1); /* MSI-X off: ISR and INTx */
+	routes = F.routes;
+
+	F.vp.pci.reset(&F.vp.pci);
+	cr_expect_eq(F.resets, 1, "the device's own reset callback ran");
+	cr_expect_eq(transport_resets, 1, "then the glue's");
+	cr_expect(!F.intx, "INTx deasserted");
+	cr_expect_eq(CRD(VIRTIO_PCI_COMMON_STATUS, 1), 0);
+	cr_expect_eq(virtio_features(&F.dev), 0);
+	cr_expect(!virtio_queue(&F.dev, 0)->enabled);
+	cr_expect_eq(CRD(VIRTIO_PCI_COMMON_CFGGENERATION, 1), 0, "config generation back to 0");
+	cr_expect_eq(bar_rd(VIRTIO_PCI_BAR, VIRTIO_PCI_ISR_OFF, 1), 0, "ISR clear");
+	cr_expect_eq(bar_rd(VIRTIO_MSIX_BAR, 16 + 8, 4), 0, "MSI-X entry cleared");
+	cr_expect_eq(bar_rd(VIRTIO_MSIX_BAR, 16 + 12, 4), 1, "and masked");
+	cr_expect_eq(bar_rd(VIRTIO_MSIX_BAR, VIRTIO_MSIX_PBA_OFF, 4), 0, "nothing pending");
+	cr_expect_eq(F.routes, routes + F.vp.nr_vectors, "every vector's route updated");
+	/* A driver can bring it up again. */
+	driver_ok();
+	cr_expect(virtio_driver_ok(&F.dev));
+}
+
 Test(virtio_pci, config_space_and_generation, .init = setup, .fini = teardown)
 {
 	uint8_t gen = (uint8_t)CRD(VIRTIO_PCI_COMMON_CFGGENERATION, 1);

@@ -275,8 +275,14 @@ static void dev_reset(struct virtio_dev *d)
 {
 	struct balloon *b = d->opaque;
 
-	/* The queues are reset: a held stats buffer is no longer ours to return. */
+	/* The queues are reset: a held stats buffer is no longer ours to return. A reset driver (or
+	 * a rebooted guest) starts with an empty balloon and tells us `actual` again. */
 	b->stats_held = false;
+	if (actual_pages(b)) {
+		memset(b->actual, 0, sizeof(b->actual));
+		if (b->hooks.actual_changed)
+			b->hooks.actual_changed(b->hooks.opaque, balloon_actual(b));
+	}
 }
 
 static void config_read(struct virtio_dev *d, unsigned off, uint8_t *data, unsigned len)

@@ -546,6 +546,27 @@ static void build_caps(struct virtio_pci *vp)
 	vp->pci.wmask[VIRTIO_CAP_MSIX + 3] = (MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL) >> 8;
 }
 
+void virtio_pci_reset(struct virtio_pci *vp)
+{
+	pthread_mutex_lock(&vp->lock);
+	dev_reset(vp);
+	vp->generation = 0;
+	memset(vp->pba, 0, sizeof(vp->pba));
+	for (unsigned v = 0; v < vp->nr_vectors; v++) {
+		vp->msix[v] = (struct virtio_msix_entry){ .ctrl = MSIX_ENTRY_MASKED };
+		if (vp->ops.msix_route)
+			vp->ops.msix_route(vp, v);
+	}
+	if (vp->ops.reset)
+		vp->ops.reset(vp);
+	pthread_mutex_unlock(&vp->lock);
+}
+
+static void pci_dev_reset(struct pci_dev *pd)
+{
+	virtio_pci_reset((struct virtio_pci *)pd);
+}
+
 int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *d, struct gmem *gm)
 {
 	pthread_mutexattr_t attr;
@@ -583,6 +604,7 @@ int virtio_pci_init(struct virtio_pci *vp, struct virtio_dev *d, struct gmem *gm
 	pci_dev_set_bar(&vp->pci, VIRTIO_MSIX_BAR, VIRTIO_MSIX_BAR_SIZE, false, msix_io, vp);
 	pci_dev_set_bar(&vp->pci, VIRTIO_PCI_BAR, VIRTIO_PCI_BAR_SIZE, false, bar_io, vp);
 	vp->pci.cfg_write = cfg_write;
+	vp->pci.reset = pci_dev_reset;
 	vp->pci.opaque = vp;
 	build_caps(vp);
 	return 0;

@@ -177,6 +177,11 @@ static void kvm_notify_trapped(struct virtio_pci *vp, unsigned q)
 	notify_place((struct vkvm *)vp);
 }
 
+static void kvm_reset(struct virtio_pci *vp)
+{
+	notify_place((struct vkvm *)vp);
+}
+
 static void notify_ready(void *opaque, uint32_t events)
 {
 	struct vkvm_queue *kq = opaque;
@@ -191,6 +196,8 @@ static void vkvm_release(struct vkvm *k)
 {
 	struct virtio_dev *d = k->vp.dev;
 
+	if (k->vp.pci.vm)
+		pci_remove(k->vm, &k->vp.pci);
 	for (unsigned q = 0; q < d->num_queues; q++) {
 		struct vkvm_queue *kq = &k->qs[q];
 
@@ -266,7 +273,8 @@ int virtio_pci_add(struct vm *vm, struct virtio_dev *d)
 		k->msi_fd[v] = -1;
 	k->vp.ops = (struct virtio_pci_ops){ .msi = kvm_msi, .intx = kvm_intx,
 					     .msix_route = kvm_msix_route,
-					     .notify_trapped = kvm_notify_trapped };
+					     .notify_trapped = kvm_notify_trapped,
+					     .reset = kvm_reset };
 	k->vp.opaque = k;
 
 	for (unsigned q = 0; q < d->num_queues; q++) {
@@ -303,6 +311,5 @@ void virtio_pci_exit(struct virtio_dev *d)
 
 	if (!k)
 		return;
-	pci_remove(k->vm, &k->vp.pci);
 	vkvm_release(k);
 }
