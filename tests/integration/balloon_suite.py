@@ -36,6 +36,31 @@ def ends_well(vm, qmp, what, pages=None):
     return summary
 
 
+def bad_requests(name, qmp):
+    """QEMU's answers to bad balloon and QOM requests (class and text), which kvmm must match."""
+    path = "/machine/peripheral/balloon0"
+    cases = [
+        ("balloon", {"value": 0}, "GenericError", "Parameter 'target' expects a size"),
+        ("balloon", {"value": "1G"}, "GenericError", "Invalid parameter type for 'value', expected: integer"),
+        ("qom-get", {"path": "/machine/peripheral/nothing", "property": "guest-stats"},
+         "DeviceNotFound", "Device '/machine/peripheral/nothing' not found"),
+        ("qom-get", {"path": path, "property": "no-such-prop"},
+         "GenericError", "Property 'virtio-balloon-pci.no-such-prop' not found"),
+        ("qom-set", {"path": path, "property": "guest-stats-polling-interval", "value": -1},
+         "GenericError", "timer value must be greater than zero"),
+        ("qom-set", {"path": path, "property": "guest-stats-polling-interval", "value": 1 << 33},
+         "GenericError", "timer value is too big"),
+    ]
+    for cmd, args, cls, desc in cases:
+        r = qmp.cmd(cmd, args) or {}
+        err = r.get("error", {})
+        check(err.get("class") == cls and err.get("desc") == desc,
+              f"{name}: {cmd} {args}: {cls} '{desc}' (got {r})")
+    r = qmp.cmd("qom-list", {"path": "/machine/peripheral"}) or {}
+    check({"name": "balloon0", "type": "child<virtio-balloon-pci>"} in r.get("return", []),
+          f"{name}: qom-list /machine/peripheral finds balloon0 as libvirt looks for it")
+
+
 def run(name, boot, min_drop, kvmm=False):
     # 1. Inflate, stats, deflate; no reporting, so what the guest touched stays resident until inflated.
     vm, qmp = boot("test=fill,balloon:75,verify size=128M balloon-opts=stats", 75, False)
@@ -46,6 +71,7 @@ def run(name, boot, min_drop, kvmm=False):
     ready = vm.expect_re(r"^KVMM balloon event=ready free_pages=(\d+)$")
     free_pages = int(ready.group(1)) if ready else 0
     check(free_pages > (RAM_MB - 128 - 16) * 256, f"free pool: {free_pages} pages")
+    bad_requests(name, qmp)
     time.sleep(1)
     pss0 = pss_kib(vm.proc.pid)
     half = RAM_MB // 2 * 256

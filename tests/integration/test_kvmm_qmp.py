@@ -64,6 +64,10 @@ check(len(cpus) == 2 and [c["cpu-index"] for c in cpus] == [0, 1], f"query-cpus-
 check(all(c["thread-id"] in tids for c in cpus), "their thread ids are kvmm's threads")
 r = a.cmd("query-memory-size-summary")
 check(r and r["return"].get("base-memory") == 256 << 20, f"base-memory is -m ({r})")
+for cmd, args in (("balloon", {"value": 1 << 28}), ("query-balloon", None)):
+    r = a.cmd(cmd, args) or {}
+    check(r.get("error") == {"class": "DeviceNotActive", "desc": "No balloon device has been activated"},
+          f"{cmd} without --balloon: QEMU's DeviceNotActive ({r})")
 
 out = subprocess.run([KVMM, "qmp", sock, "query-status"], capture_output=True, text=True, timeout=60)
 check(out.returncode == 0 and json.loads(out.stdout).get("status") == "running",
