@@ -158,13 +158,17 @@ th_ensure() {
 	[ -d "$TH_GUEST_DIR" ] || { th_log "building Linux guest"; th_build_guest "$TH_KERNEL_DIR" "$TH_GUEST_DIR"; }
 	[ -f "$TH_ROOTFS" ] || th_build_rootfs "$TH_KERNEL_DIR" "$TH_KVER" "$TH_ROOTFS"
 
-	# Prune artifacts of older inputs (and temporaries of interrupted builds). peers/ holds VMMs
-	# built by hand from public source for side-by-side benchmarks (bench/README.md); it is kept.
+	# Prune artifacts of older inputs (and temporaries of interrupted builds) once nothing has used
+	# them for TH_PRUNE_DAYS: another checkout (a git worktree, a branch) may use other inputs at
+	# the same time, and deleting its guest under a running test host breaks it. What this run uses
+	# is touched. peers/ holds VMMs built by hand from public source for side-by-side benchmarks
+	# (bench/README.md); it is kept.
 	keep=" ${TH_KERNEL_DIR##*/} ${TH_HOSTINIT##*/} ${TH_GUEST_DIR##*/} ${TH_ROOTFS##*/} peers "
 	for f in "$TH_CACHE"/* "$TH_CACHE"/.tmp-*; do
 		[ -e "$f" ] || continue
-		case "$keep" in *" ${f##*/} "*) continue ;; esac
+		case "$keep" in *" ${f##*/} "*) touch -c "$f"; continue ;; esac
 		case "${f##*/}" in kvm-probe-*) continue ;; esac
+		[ -n "$(find "$f" -maxdepth 0 -mtime +"${TH_PRUNE_DAYS:-2}")" ] || continue
 		th_as_root rm -rf "$f"
 	done
 }

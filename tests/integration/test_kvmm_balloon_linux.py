@@ -48,7 +48,7 @@ def touch(vm, mib):
     return records_out(shell(vm, f"dd if=/dev/zero of=/dev/null bs={mib}M count=1 2>&1")) * mib
 
 
-def dirty_free_memory(vm, leave_mib=16):
+def dirty_free_memory(vm, leave_mib=64):
     """Makes the guest write nearly all its free memory, so the host really holds it."""
     out = shell(vm, "echo free_kb=$(awk '/MemFree/ {print $2}' /proc/meminfo)")
     m = re.search(r"^free_kb=(\d+)", out or "", re.M)
