@@ -130,8 +130,8 @@ static int parse_tests(struct word v, struct config *cfg)
 			st.kind = STEP_VERIFY;
 		} else if (word_is(name, "wss") && !has_arg) {
 			st.kind = STEP_WSS;
-		} else if (word_is(name, "idle") && has_arg) {
-			st.kind = STEP_IDLE;
+		} else if ((word_is(name, "idle") || word_is(name, "balloon")) && has_arg) {
+			st.kind = word_is(name, "idle") ? STEP_IDLE : STEP_BALLOON;
 			if (!parse_u64(arg, &st.arg) || st.arg > MAX_SECONDS)
 				return bad_value("test", item);
 		} else {
@@ -174,6 +174,46 @@ static int parse_pattern(struct word v, struct config *cfg)
 	if (sum != 100)
 		return bad_value("pattern", (struct word){ "sum!=100", 8 });
 	cfg->pattern = p;
+	return 0;
+}
+
+const char *const misbehave_names[MISBEHAVE_COUNT] = {
+	[MISBEHAVE_IGNORE] = "ignore",
+	[MISBEHAVE_BAD_PFN] = "bad-pfn",
+	[MISBEHAVE_BAD_CHAIN] = "bad-chain",
+	[MISBEHAVE_WRITE_INFLATED] = "write-inflated",
+	[MISBEHAVE_LIE_STATS] = "lie-stats",
+};
+
+static int parse_balloon_opts(struct word v, struct config *cfg)
+{
+	struct word item;
+
+	cfg->balloon_opts = 0;
+	while (next_item(&v, ',', &item)) {
+		if (word_is(item, "stats"))
+			cfg->balloon_opts |= BALLOON_OPT_STATS;
+		else if (word_is(item, "report"))
+			cfg->balloon_opts |= BALLOON_OPT_REPORT;
+		else if (!word_is(item, "none"))
+			return bad_value("balloon-opts", item);
+	}
+	return 0;
+}
+
+static int parse_misbehave(struct word v, struct config *cfg)
+{
+	struct word item;
+
+	cfg->misbehave = 0;
+	while (next_item(&v, ',', &item)) {
+		unsigned k;
+		for (k = 0; k < MISBEHAVE_COUNT && !word_is(item, misbehave_names[k]); k++)
+			;
+		if (k == MISBEHAVE_COUNT)
+			return bad_value("misbehave", item);
+		cfg->misbehave |= 1u << k;
+	}
 	return 0;
 }
 
@@ -234,6 +274,12 @@ int cmdline_parse(const char *cmdline, struct config *cfg)
 			if (!parse_u64(val, &v) || !v || v > MAX_SECONDS)
 				return bad_value("seconds", val);
 			cfg->seconds = v;
+		} else if (word_is(key, "balloon-opts")) {
+			if (parse_balloon_opts(val, cfg))
+				return -1;
+		} else if (word_is(key, "misbehave")) {
+			if (parse_misbehave(val, cfg))
+				return -1;
 		}
 	}
 	return 0;

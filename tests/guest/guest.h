@@ -40,6 +40,18 @@ static inline uint8_t inb(uint16_t port)
 	return v;
 }
 
+static inline void outl(uint16_t port, uint32_t v)
+{
+	__asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port));
+}
+
+static inline uint32_t inl(uint16_t port)
+{
+	uint32_t v;
+	__asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+
 static inline uint64_t rdtsc(void)
 {
 	uint32_t lo, hi;
@@ -90,6 +102,12 @@ uint64_t mm_alloc_pages(uint64_t n);
 /* Takes `pages` pages from the rest of RAM, possibly discontiguous; returns the number of chunks
  * (<= max) or -1 if they do not fit. */
 int mm_alloc_area(uint64_t pages, struct mem_chunk *chunks, int max);
+/* Takes all the RAM that is left (the balloon's free pool); returns the number of chunks (<= max). */
+int mm_alloc_rest(struct mem_chunk *chunks, int max);
+/* True if [addr, addr + len) overlaps an e820 entry of any type. */
+bool mm_e820_overlaps(uint64_t addr, uint64_t len);
+/* The end of the highest RAM range. */
+uint64_t mm_ram_end(void);
 
 /* main.c: called by startup_64 (head.S) with the loader's boot_params. */
 __attribute__((noreturn)) void kmain(const void *boot_params);
@@ -118,11 +136,11 @@ void pattern_fill_page(void *page, enum page_kind kind, uint64_t seed, uint64_t 
 uint64_t page_checksum(const void *page);
 
 /* cmdline.c */
-enum step_kind { STEP_FILL, STEP_VERIFY, STEP_IDLE, STEP_WSS };
+enum step_kind { STEP_FILL, STEP_VERIFY, STEP_IDLE, STEP_WSS, STEP_BALLOON };
 #define STEPS_MAX 32
 struct step {
 	enum step_kind kind;
-	uint64_t arg; /* idle: seconds */
+	uint64_t arg; /* idle, balloon: seconds */
 };
 struct config {
 	unsigned nr_steps;
@@ -132,7 +150,22 @@ struct config {
 	uint64_t seed;
 	unsigned hot_pct;  /* wss */
 	uint64_t seconds;  /* wss */
+	unsigned balloon_opts; /* BALLOON_OPT_* */
+	unsigned misbehave;    /* 1 << MISBEHAVE_* */
 };
+
+/* balloon-opts= and misbehave= (README.md). */
+#define BALLOON_OPT_STATS 1u
+#define BALLOON_OPT_REPORT 2u
+enum misbehave_kind {
+	MISBEHAVE_IGNORE,
+	MISBEHAVE_BAD_PFN,
+	MISBEHAVE_BAD_CHAIN,
+	MISBEHAVE_WRITE_INFLATED,
+	MISBEHAVE_LIE_STATS,
+	MISBEHAVE_COUNT
+};
+extern const char *const misbehave_names[MISBEHAVE_COUNT];
 /* Parses the kernel command line; on error prints a `KVMM error=` line and returns -1. */
 int cmdline_parse(const char *cmdline, struct config *cfg);
 
@@ -142,6 +175,9 @@ int workload_fill(const struct config *cfg);
 int workload_verify(const struct config *cfg);
 int workload_idle(const struct config *cfg, uint64_t seconds);
 int workload_wss(const struct config *cfg);
+
+/* balloon.c: the balloon:SECONDS step (a polling virtio-balloon driver); returns the exit status. */
+int balloon_step(const struct config *cfg, uint64_t seconds);
 
 #endif /* __ASSEMBLER__ */
 #endif

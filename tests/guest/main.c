@@ -24,6 +24,8 @@ static int run_step(const struct config *cfg, const struct step *st)
 		return workload_idle(cfg, st->arg);
 	case STEP_WSS:
 		return workload_wss(cfg);
+	case STEP_BALLOON:
+		return balloon_step(cfg, st->arg);
 	}
 	return EXIT_INTERNAL;
 }

@@ -4,6 +4,7 @@
 
 #define PTE_P_RW_US 0x7ull
 #define PTE_PS 0x80ull
+#define PTE_PWT_PCD 0x18ull /* with the power-on PAT: uncached */
 #define GIB (1ull << 30)
 #define E820_RAM 1
 
@@ -101,8 +102,48 @@ int mm_alloc_area(uint64_t pages, struct mem_chunk *chunks, int max)
 	return n;
 }
 
+int mm_alloc_rest(struct mem_chunk *chunks, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < nr_ram && n < max; i++) {
+		uint64_t start = ram[i].addr, end = start + (ram[i].pages << PAGE_SHIFT);
+		if (cursor > start)
+			start = cursor;
+		if (start < end)
+			chunks[n++] = (struct mem_chunk){ start, (end - start) >> PAGE_SHIFT };
+	}
+	if (n)
+		cursor = chunks[n - 1].addr + (chunks[n - 1].pages << PAGE_SHIFT);
+	return n;
+}
+
+bool mm_e820_overlaps(uint64_t addr, uint64_t len)
+{
+	for (unsigned i = 0; i < boot_e820_count; i++)
+		if (boot_e820[i].addr < addr + len && addr < boot_e820[i].addr + boot_e820[i].size)
+			return true;
+	return false;
+}
+
+uint64_t mm_ram_end(void)
+{
+	return nr_ram ? ram[nr_ram - 1].addr + (ram[nr_ram - 1].pages << PAGE_SHIFT) : 0;
+}
+
+static bool has_ram(uint64_t addr, uint64_t len)
+{
+	for (int i = 0; i < nr_ram; i++)
+		if (ram[i].addr < addr + len && addr < ram[i].addr + (ram[i].pages << PAGE_SHIFT))
+			return true;
+	return false;
+}
+
 /* Identity map [0, top) with 2 MiB pages, top = max(4 GiB, end of RAM) rounded up to 1 GiB:
- * one PD per GiB, one PDPT per 512 GiB. All user-accessible: the workloads run at CPL3. */
+ * one PD per GiB, one PDPT per 512 GiB. All user-accessible: the workloads run at CPL3, and so does
+ * the balloon driver, which reaches its device's BARs in the PCI hole. 2 MiB pages without any RAM
+ * (the PCI hole, the APICs) are uncached, as MMIO must be; this is done here, at CPL0 before CR3 is
+ * loaded, because CPL3 cannot flush the TLB after changing an entry. */
 static int build_page_tables(void)
 {
 	uint64_t top = 4 * GIB;
@@ -128,7 +169,7 @@ static int build_page_tables(void)
 	for (uint64_t i = 0; i < nr_pd; i++)
 		pdpte[i] = (pd + (i << PAGE_SHIFT)) | PTE_P_RW_US;
 	for (uint64_t i = 0; i < nr_pd * 512; i++)
-		pde[i] = (i << 21) | PTE_P_RW_US | PTE_PS;
+		pde[i] = (i << 21) | PTE_P_RW_US | PTE_PS | (has_ram(i << 21, 1ull << 21) ? 0 : PTE_PWT_PCD);
 	__asm__ volatile("mov %0, %%cr3" : : "r"(pml4) : "memory");
 	return 0;
 }

@@ -104,6 +104,19 @@ class Vm:
             if self._read(min(left, 1.0)) is None:
                 return None
 
+    def expect_count(self, pattern, n):
+        """Waits until `n` whole output lines match `pattern`; True if they did."""
+        rx = re.compile(pattern)
+        while sum(1 for line in self.text().splitlines(keepends=True)
+                  if line.endswith("\n") and rx.search(line)) < n:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.diagnose(f"waiting for {n} lines matching {pattern!r}")
+                return False
+            if self._read(min(left, 1.0)) is None:
+                return False
+        return True
+
     def send(self, text):
         self.proc.stdin.write(text.encode())
         self.proc.stdin.flush()
@@ -124,6 +137,27 @@ class Vm:
 
     def text(self):
         return self.out.decode(errors="replace")
+
+
+class Qemu(Vm):
+    """qemu-system-x86_64 with KVM, the serial console on stdout and the isa-debug-exit device (QEMU
+    then exits with (status << 1) | 1), for tests that compare kvmm's devices with QEMU's."""
+
+    def __init__(self, args, timeout=300):
+        self.out = b""
+        self.deadline = time.monotonic() + timeout
+        self.proc = subprocess.Popen(
+            ["qemu-system-x86_64", "-enable-kvm", "-cpu", "host", "-display", "none", "-nodefaults",
+             "-no-reboot", "-serial", "stdio", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] + args,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def diagnose(self, what):
+        print(f"\n--- timed out {what} (QEMU pid {self.proc.pid})", flush=True)
+
+    def guest_status(self):
+        """The guest's exit status from QEMU's, or None if QEMU did not exit through isa-debug-exit."""
+        rc = self.wait()
+        return rc >> 1 if rc is not None and rc & 1 else None
 
 
 class Qmp:
@@ -170,6 +204,21 @@ class Qmp:
         greeting = self.msg()
         self.cmd("qmp_capabilities")
         return greeting
+
+    @classmethod
+    def connect(cls, path, timeout=60):
+        """Waits for a VMM that is still starting to listen on `path`, then negotiates."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                q = cls(path)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        q.greeting = q.negotiate()
+        return q
 
     def close(self):
         self.s.close()
