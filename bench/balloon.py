@@ -3,8 +3,8 @@
 
 For each guest (the test guest, Linux) and VMM (kvmm, QEMU with virtio-balloon-pci, kvmtool when a
 lkvm-static is found, as in bench/boot.py), RUNS times: boot a 2 GiB guest with one vCPU, make it
-dirty nearly all its free memory (Linux: a tmpfs of size=100% filled to MemFree - 32 MiB, then
-deleted; test guest: its balloon step touches its free pool and prints `event=ready`), then
+dirty nearly all its free memory (Linux: a tmpfs of size=100% filled to MemFree - 96 MiB, then
+deleted: with 32 MiB left a 2 GiB guest ran out of memory and panicked; test guest: its balloon step touches its free pool and prints `event=ready`), then
   inflate: ask for a 512 MiB guest (a 1536 MiB balloon) and wait until BOTH the VMM's RSS has fallen
            by at least 90% of 1536 MiB AND the guest has its balloon at the target (Linux: MemTotal
            1536 MiB below where it was, printed by a watcher loop in the guest; test guest: its
@@ -196,7 +196,9 @@ class Guest:
         self.marks += 1
         start = len(self.lines)
         os.write(self.wfd, f"{cmd}; echo END$((40+{self.marks}))END\n".encode())
-        got = self.wait_for(f"END{40 + self.marks}END", timeout, start)
+        got = self.wait_for(f"END{40 + self.marks}END|Kernel panic", timeout, start)
+        if got and "Kernel panic" in got[2].group(0):
+            raise RuntimeError(f"the guest's kernel panicked: {got[2].string}")
         return [line for _, line in self.lines[start:got[0]]] if got else None
 
     def connect_qmp(self):
@@ -299,7 +301,7 @@ def linux_ready(g):
         raise RuntimeError(f"virtio_balloon did not bind ({out})")
     g.shell("mkdir -p /mnt && mount -t tmpfs -o size=100% t /mnt")
     out = g.shell("free=$(awk '/MemFree/ {print $2}' /proc/meminfo); "
-                  "dd if=/dev/zero of=/mnt/f bs=1M count=$((free / 1024 - 32)) 2>&1 | tail -n 1; rm /mnt/f")
+                  "dd if=/dev/zero of=/mnt/f bs=1M count=$((free / 1024 - 96)) 2>&1 | tail -n 1; rm /mnt/f")
     m = re.search(r"(\d+)\+\d+ records out", "\n".join(out or []))
     log(f"{g.vmm} linux: dirtied {m.group(1) if m else '?'} MiB of free guest memory")
     start = len(g.lines)
