@@ -99,13 +99,14 @@ for peer in vmms[1:]:
     lines.append(f"| kvmm / {peer} | " + " | ".join(
         f"{ratio(g, rate('inflate'), peer)} | {ratio(g, cpu_all, peer)} | {ratio(g, rate('deflate'), peer)}"
         for g in guests) + " |")
-kvmm_info = [r["inflate"]["query"] for r in rows if r["vmm"] == "kvmm" and r["inflate"].get("query")]
-if kvmm_info:
-    q = kvmm_info[-1]
-    lines += ["", f"kvmm's counters after one inflate (x-kvmm-query-balloon): {q.get('inflated-pages')} "
-                  f"pages inflated, released in {q.get('released-ranges')} madvise ranges."]
+for guest in guests:
+    info = [r["inflate"]["query"] for r in rows if r["vmm"] == "kvmm" and r["guest"] == guest and r["inflate"].get("query")]
+    if info:
+        lines += ["", f"kvmm's counters after the {guest} guest's inflate (x-kvmm-query-balloon): "
+                      f"{info[-1].get('inflated-pages')} pages inflated, released in "
+                      f"{', '.join(str(q.get('released-ranges')) for q in info)} madvise ranges (per run)."]
 for r in failed:
-    lines += ["", f"Failed: {r['vmm']} {r['guest']} run {r['run']}: {r['error'][:300]}"]
+    lines += ["", f"Failed: {r['vmm']} {r['guest']} run {r['run']}: {r['error'].split('; exit status')[0][:200]}"]
 lines += ["", "![balloon reclaim](balloon.png)", "", "<!-- balloon:end -->"]
 
 # The plot: reclaim rates per guest and VMM, and RSS released against time (run 0) per guest.
