@@ -61,7 +61,7 @@ def ratio(guest, get, peer):
 n = max((sum(1 for r in rows if r["vmm"] == v and r["guest"] == g) for v in vmms for g in guests), default=0)
 lines = ["<!-- balloon:begin -->", "## Balloon reclaim (bench/balloon.sh)", "",
          f"Medians of {n} runs per VMM and guest, all in one test host run (TCG: compare ratios only). A 2 GiB, "
-         "1-vCPU guest first dirties nearly all its free memory (Linux: a tmpfs filled to MemFree - 32 MiB and "
+         "1-vCPU guest first dirties nearly all its free memory (Linux: a tmpfs filled to MemFree - 96 MiB and "
          "deleted; test guest: `test=balloon:...`, which touches its free pool), then is asked for 512 MiB "
          "(QMP `balloon` for kvmm and QEMU's virtio-balloon-pci, `lkvm balloon --inflate 1536` for kvmtool) "
          "and afterwards for 2 GiB again. *Inflate done*: the VMM's RSS has fallen by at least 90% of "
