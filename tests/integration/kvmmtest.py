@@ -121,8 +121,8 @@ class Vm:
             if self._read(min(left, 1.0)) is None:
                 return None
 
-    def expect_count(self, pattern, n):
-        """Waits until `n` whole output lines match `pattern`; True if they did."""
+    def expect_lines(self, pattern, n):
+        """Waits until `n` whole output lines match the regex `pattern`; True if they did."""
         rx = re.compile(pattern)
         while sum(1 for line in self.text().splitlines(keepends=True)
                   if line.endswith("\n") and rx.search(line)) < n:
