@@ -19,10 +19,7 @@ is RSS released / seconds. RSS is sampled from /proc/PID/statm every 0.1 s (chea
 
 Writes one JSON object per run to the file named by argv[1] (fields: vmm guest run + the figures),
 plus `curve` objects (RSS released against time, inflate of run 0) for the plot."""
-import glob
-import gzip
 import json
-import lzma
 import os
 import pty
 import re
@@ -68,46 +65,6 @@ def kvmtool_path():
     return p if os.path.isfile(p) and os.access(p, os.X_OK) else None
 
 
-# --- the Linux guest's initramfs: the stock one, or the stock one plus a virtio_balloon overlay ---
-
-def newc(entries):
-    """A newc cpio archive of (name, mode, data) entries (data None for a directory)."""
-    out = b""
-    for ino, (name, mode, data) in enumerate(entries + [("TRAILER!!!", 0, b"")], 1):
-        data = data or b""
-        nm = name.encode() + b"\0"
-        fields = [ino, mode, 0, 0, 1 if name == "TRAILER!!!" else (2 if mode & 0o040000 else 1), 0, len(data),
-                  0, 0, 0, 0, len(nm), 0]
-        out += b"070701" + b"".join(b"%08X" % f for f in fields) + nm
-        out += b"\0" * (-len(out) % 4)
-        out += data + b"\0" * (-len(data) % 4)
-    return out
-
-
-def overlay_initrd():
-    """$KVMM_GUEST_INITRD plus a second gzip'd cpio: lib/modules/virtio_balloon.ko (from the test host
-    cache's kernel) and an /init that is scripts/testhost.d/guest-init loading it after devtmpfs is
-    mounted. The kernel unpacks both; the later /init wins."""
-    cache = os.environ.get("KVMM_TESTHOST_CACHE", os.path.expanduser("~/.cache/kvmm/testhost"))
-    ko = glob.glob(os.path.join(cache, "kernel-*", "lib", "modules", "*", "kernel", "drivers", "virtio",
-                                "virtio_balloon.ko.xz"))
-    if not ko:
-        raise SystemExit("balloon: no virtio_balloon.ko.xz in the test host cache's kernel")
-    init = open(os.path.join(REPO, "scripts", "testhost.d", "guest-init")).read()
-    mount = "mount -t devtmpfs dev /dev\n"
-    if mount not in init:
-        raise SystemExit("balloon: guest-init has no devtmpfs mount to load virtio_balloon after")
-    init = init.replace(mount, mount + "insmod /lib/modules/virtio_balloon.ko\n", 1)
-    cpio = newc([("lib", 0o040755, None), ("lib/modules", 0o040755, None),
-                 ("lib/modules/virtio_balloon.ko", 0o100644, lzma.open(ko[0]).read()),
-                 ("init", 0o100755, init.encode())])
-    path = os.path.join(TMP, "initrd-balloon.cpio.gz")
-    with open(path, "wb") as f:
-        f.write(open(INITRD, "rb").read())
-        f.write(gzip.compress(cpio))
-    return path
-
-
 # --- the VMMs ---
 
 class Guest:
@@ -115,12 +72,12 @@ class Guest:
     gets a pty; kvmm and QEMU get pipes (as in the tests). Output lines are kept with their arrival
     time."""
 
-    def __init__(self, vmm, guest, initrd):
+    def __init__(self, vmm, guest):
         self.vmm, self.guest = vmm, guest
         self.name = f"bb{os.getpid()}{int(time.monotonic() * 1000) % 100000}"
         self.sock = os.path.join(TMP, self.name + ".qmp")
         env = dict(os.environ, HOME=TMP)  # kvmtool keeps its control sockets in $HOME/.lkvm
-        cmd = self.command(initrd)
+        cmd = self.command()
         if vmm == "kvmtool":
             master, slave = pty.openpty()
             self.proc = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=subprocess.DEVNULL, env=env,
@@ -134,9 +91,10 @@ class Guest:
         self.out, self.partial, self.lines, self.eof, self.marks = b"", b"", [], False, 0
         self.qmp = None
 
-    def command(self, initrd):
+    def command(self):
         kernel, append = (TEST_GUEST, TEST_APPEND) if self.guest == "test" else (KERNEL, LINUX_APPEND)
-        initrd = initrd if self.guest == "linux" else None
+        # The Linux guest's initramfs loads virtio_balloon (scripts/testhost.d/guest-init).
+        initrd = INITRD if self.guest == "linux" else None
         if self.vmm == "kvmm":
             cmd = [os.path.join(BUILD, "kvmm"), "run", "-m", f"{RAM_MB}M", "--balloon", "--qmp",
                    f"unix:{self.sock}", "--kernel", kernel, "--append", append]
@@ -362,8 +320,8 @@ def measure(g, guest_mb, done, start_line, need_rss_drop, curve=None):
             "cpu": cpu_delta(c0, c1)}
 
 
-def run_once(vmm, guest, i, initrd, curves):
-    g = Guest(vmm, guest, initrd)
+def run_once(vmm, guest, i, curves):
+    g = Guest(vmm, guest)
     try:
         g.connect_qmp()
         if guest == "linux":
@@ -399,22 +357,6 @@ def run_once(vmm, guest, i, initrd, curves):
         g.stop()
 
 
-def linux_initrd():
-    """The stock initrd if its init binds virtio_balloon (probed with one kvmm boot), else the overlay."""
-    g = Guest("kvmm", "linux", INITRD)
-    try:
-        if not g.wait_for(r"/ # ", 900, partial=True):
-            raise SystemExit("balloon: the Linux guest did not boot under kvmm")
-        out = g.shell("if [ -d /sys/bus/virtio/drivers/virtio_balloon ]; then b=y; else b=n; fi; echo drv_$b$b")
-    finally:
-        g.stop()
-    if out and any("drv_yy" in line for line in out):
-        log("the stock Linux initramfs binds virtio_balloon")
-        return INITRD
-    log("the stock Linux initramfs does not load virtio_balloon: appending an overlay that does")
-    return overlay_initrd()
-
-
 def fmt(phase):
     c = phase["cpu"]
     return (f"{phase['secs']} s (guest {phase['t_guest']}, rss90 {phase['t_rss90']}), released "
@@ -435,13 +377,12 @@ def main():
     global KERNEL, INITRD
     # The test host cache is shared with other checkouts, whose builds may prune this guest meanwhile.
     KERNEL, INITRD = (shutil.copy(p, TMP) for p in (KERNEL, INITRD))
-    initrd = linux_initrd() if "linux" in GUESTS else INITRD
     rows, curves = [], []
     for guest in GUESTS:
         for i in range(RUNS):
             for vmm in vmms:  # interleaved, so drift in the test host hits every VMM alike
                 try:
-                    row = run_once(vmm, guest, i, initrd, curves)
+                    row = run_once(vmm, guest, i, curves)
                 except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
                     log(f"{vmm} {guest} run {i}: FAILED: {e}")
                     row = {"vmm": vmm, "guest": guest, "run": i, "error": str(e)}

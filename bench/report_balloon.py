@@ -5,8 +5,10 @@ kept). Prints the figure last. Usage: report_balloon.py DATA OUTDIR DOC"""
 import json
 import os
 import statistics
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report_common import plot, replace_section  # noqa: E402
 
 data, outdir, doc = sys.argv[1:4]
 BALLOON_MB = 1536
@@ -148,19 +150,8 @@ set logscale x
 set xrange [0.5:*]
 {''.join(plots)}unset multiplot
 """
-try:
-    subprocess.run(["gnuplot"], input=script.encode(), check=True)
-except (OSError, subprocess.CalledProcessError) as e:
-    print(f"balloon: gnuplot failed ({e}); no plot")
-
-text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n"
-begin, end = text.find("<!-- balloon:begin -->"), text.find("<!-- balloon:end -->")
-section = "\n".join(lines)
-if begin >= 0 and end >= 0:
-    text = text[:begin] + section + text[end + len("<!-- balloon:end -->"):]
-else:
-    text = text.rstrip() + "\n\n" + section + "\n"
-open(doc, "w").write(text)
+plot("balloon", script)
+replace_section(doc, "balloon", lines)
 print("\n".join(lines[5:-4]))
 print("balloon reclaim MiB/s: " + "; ".join(
     f"{g}: " + ", ".join(f"{v} {f(med(v, g, rate('inflate')))}" for v in vmms) + ", " +

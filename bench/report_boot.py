@@ -4,8 +4,10 @@ section of docs/benchmarks.md (between its boot markers). Usage: report_boot.py 
 import math
 import os
 import statistics
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report_common import plot, replace_section  # noqa: E402
 
 data, outdir, doc = sys.argv[1:4]
 runs = {}
@@ -69,15 +71,7 @@ set ylabel 'MiB'
 plot '{plot_dat}' using 4:xtic(1) title 'VMM own PSS' lc rgb '#8844aa'
 unset multiplot
 """
-try:
-    subprocess.run(["gnuplot"], input=script.encode(), check=True)
-except (OSError, subprocess.CalledProcessError) as e:
-    print(f"boot: gnuplot failed ({e}); no plot")
-
-text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n"
-begin, end = text.find("<!-- boot:begin -->"), text.find("<!-- boot:end -->")
-section = "\n".join(lines)
-text = text[:begin] + section + text[end + len("<!-- boot:end -->"):] if begin >= 0 <= end else text.rstrip() + "\n\n" + section + "\n"
-open(doc, "w").write(text)
+plot("boot", script)
+replace_section(doc, "boot", lines)
 print("\n".join(lines[5:-4]))
 print(f"boot: kvmm/qemu Linux exit time ratio {ratio('linux', 'exit', 'qemu')}, own PSS ratio {ratio('linux', 'rss', 'qemu')}")

@@ -12,7 +12,8 @@
  * host really got back is measured (gmem_resident), not taken from `actual`.
  *
  * Threads: the queue callbacks run on the VM's loop thread and config accesses on vCPU threads,
- * both under the transport lock; the balloon_* calls below take it, so any thread may call them. */
+ * both under the transport lock; the balloon_* calls below take it, so any thread may call them
+ * once the device is on its transport (virtio_pci_add, or virtio_pci_init in unit tests). */
 #ifndef KVMM_BALLOON_H
 #define KVMM_BALLOON_H
 

@@ -148,16 +148,14 @@ int64_t gmem_resident(const struct gmem *gm)
 
 int gmem_discard_all(struct gmem *gm)
 {
+	int64_t r;
+
 	if (!gm->map)
 		return -EINVAL;
-	/* On MAP_PRIVATE | MAP_ANONYMOUS memory the next touch maps a fresh zero page. */
-	if (madvise(gm->map, gm->map_size, MADV_DONTNEED) < 0) {
-		int err = -errno;
-
-		log_error("discarding guest RAM: %s", strerror(-err));
-		return err;
-	}
-	return 0;
+	r = gmem_discard(gm, 0, UINT64_MAX);
+	if (r < 0)
+		log_error("discarding guest RAM: %s", strerror((int)-r));
+	return r < 0 ? (int)r : 0;
 }
 
 uint64_t gmem_low_top(const struct gmem *gm)

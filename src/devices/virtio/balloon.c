@@ -350,18 +350,16 @@ struct virtio_dev *balloon_virtio(struct balloon *b)
 	return &b->vdev;
 }
 
-/* The transport lock guards the balloon's state; before the transport exists (unit tests that
- * never attach one) there is no other thread. */
+/* The transport lock guards the balloon's state (the device is on its transport before anyone
+ * calls in: virtio_pci_add in kvmm, virtio_pci_init in unit tests). */
 static void lock(struct balloon *b)
 {
-	if (b->vdev.transport)
-		virtio_lock(&b->vdev);
+	virtio_lock(&b->vdev);
 }
 
 static void unlock(struct balloon *b)
 {
-	if (b->vdev.transport)
-		virtio_unlock(&b->vdev);
+	virtio_unlock(&b->vdev);
 }
 
 int balloon_set_target(struct balloon *b, uint64_t bytes)
@@ -374,8 +372,7 @@ int balloon_set_target(struct balloon *b, uint64_t bytes)
 		pages = b->ram_pages;
 	lock(b);
 	b->num_pages = (uint32_t)(b->ram_pages - pages);
-	if (b->vdev.transport)
-		virtio_config_changed(&b->vdev);
+	virtio_config_changed(&b->vdev);
 	unlock(b);
 	return 0;
 }
