@@ -9,7 +9,7 @@
  *
  * The guest is untrusted: PFNs outside RAM are counted and skipped, a malformed queue marks the
  * device DEVICE_NEEDS_RESET, stats are stored as given (never used for decisions), and what the
- * host really got back is measured (gmem_resident), not taken from `actual`.
+ * host really got back is measured (the memory manager's consumed), not taken from `actual`.
  *
  * Threads: the queue callbacks run on the VM's loop thread and config accesses on vCPU threads,
  * both under the transport lock; the balloon_* calls below take it, so any thread may call them

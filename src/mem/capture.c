@@ -105,15 +105,6 @@ static bool next_run(const struct memmgr *m, size_t first, size_t n, const struc
 
 static int copy_back(struct memmgr *m, size_t page, size_t s);
 
-/* The guest's side of staging page i is a hole now: fill it with what it held. */
-static void put_back(struct memmgr *m, size_t first, size_t i, uint64_t pm, bool copied)
-{
-	if (copied)
-		copy_back(m, first + i, i);
-	else if (pm & PM_PRESENT)
-		capture_drop(m, first + i); /* it was the zero page */
-}
-
 /* move: UFFDIO_MOVE takes each wanted run out of guest RAM (the kernel flushes the TLB once per
  * page: costly while vCPUs run, see docs/architecture.md). */
 static int capture_move(struct memmgr *m, size_t first, size_t n, const struct chunkmap *want,
@@ -146,14 +137,50 @@ static int capture_move(struct memmgr *m, size_t first, size_t n, const struct c
 	return 0;
 }
 
-/* wp: per run, write-protect (one TLB flush), copy what is present to staging, zap the run (one
+/* What a page of a write-protected run is, from pagemap after the protection. */
+enum wp_kind {
+	WK_TAKE, /* its own page: copied to staging, zapped */
+	WK_ZERO, /* the zero page: zapped, the zero page mapped again */
+	WK_HOLE, /* nothing there (a touch waits for the lock) */
+	WK_KEEP, /* anything else (swapped out, file, mapped elsewhere): left alone, unprotected */
+};
+
+static enum wp_kind wp_kind(struct memmgr *m, size_t page, uint64_t pm)
+{
+	if (pm & PM_FILE)
+		return WK_KEEP;
+	if ((pm & (PM_PRESENT | PM_EXCLUSIVE)) == (PM_PRESENT | PM_EXCLUSIVE))
+		return WK_TAKE;
+	if (pm & PM_PRESENT)
+		return mem_page_is_zero(mem_hva(m, page)) ? WK_ZERO : WK_KEEP;
+	return pm & PM_SWAP ? WK_KEEP : WK_HOLE;
+}
+
+/* Zaps the pages of [a, a + len) that are not WK_KEEP, one madvise per stretch. */
+static int wp_zap(struct memmgr *m, size_t first, size_t a, size_t len, const uint8_t *kind)
+{
+	for (size_t i = a; i < a + len;) {
+		size_t j = i;
+
+		while (j < a + len && kind[j] != WK_KEEP)
+			j++;
+		if (j > i && madvise(mem_hva(m, first + i), (j - i) * MEM_PAGE, MADV_DONTNEED) < 0)
+			return -errno;
+		i = j + (j < a + len);
+	}
+	return 0;
+}
+
+/* wp: per run, write-protect (one TLB flush), copy what is there to staging, zap the run (one
  * more flush), and give the bridged pages back at once. A guest write in between waits on the
  * protection in the fault handler until the lock is released, and then lands on whatever the page
- * has become; a read after the zap waits there too. */
+ * has become; a touch after the zap waits there too. Pages the kernel may still change under us
+ * (swapped out) are never zapped. */
 static int capture_wp(struct memmgr *m, size_t first, size_t n, const struct chunkmap *want,
 		      struct chunkmap *got)
 {
 	uint64_t pm[MEM_CHUNK];
+	uint8_t kind[MEM_CHUNK];
 	size_t a = 0, len;
 	int r = 0;
 
@@ -163,28 +190,30 @@ static int capture_wp(struct memmgr *m, size_t first, size_t n, const struct chu
 		r = wp_range(m, addr, len * MEM_PAGE, true);
 		if (r < 0)
 			break;
-		/* Present after protection stays present (only we drop pages, lock held), so
-		 * the copies cannot fault. */
 		if ((r = pagemap_read(m, first + a, len, pm + a)) < 0) {
 			wp_range(m, addr, len * MEM_PAGE, false);
 			break;
 		}
-		for (size_t i = a; i < a + len; i++)
-			if ((pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) == (PM_PRESENT | PM_EXCLUSIVE))
-				memcpy(m->stage + i * MEM_PAGE, mem_hva(m, first + i), MEM_PAGE);
-		if (madvise(addr, len * MEM_PAGE, MADV_DONTNEED) < 0) {
-			r = -errno;
-			wp_range(m, addr, len * MEM_PAGE, false);
-			break;
-		}
 		for (size_t i = a; i < a + len; i++) {
-			bool copied = (pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) == (PM_PRESENT | PM_EXCLUSIVE);
-
-			if (copied && cm_test(want, i))
-				cm_set(got, i);
-			else
-				put_back(m, first, i, pm[i], copied);
+			kind[i] = (uint8_t)wp_kind(m, first + i, pm[i]);
+			if (kind[i] == WK_TAKE)
+				memcpy(m->stage + i * MEM_PAGE, mem_hva(m, first + i), MEM_PAGE);
 		}
+		/* On failure part of the run may be zapped: everything is put back (a page that
+		 * was not zapped refuses the copy with EEXIST and keeps its content). */
+		r = wp_zap(m, first, a, len, kind);
+		for (size_t i = a; i < a + len; i++) {
+			if (kind[i] == WK_TAKE && cm_test(want, i) && r == 0)
+				cm_set(got, i);
+			else if (kind[i] == WK_TAKE)
+				copy_back(m, first + i, i);
+			else if (kind[i] == WK_ZERO)
+				capture_drop(m, first + i);
+			else if (kind[i] == WK_KEEP)
+				wp_range(m, mem_hva(m, first + i), MEM_PAGE, false);
+		}
+		if (r < 0)
+			wp_range(m, addr, len * MEM_PAGE, false);
 	}
 	if (r < 0)
 		log_error("memory: write-protect capture at %p: %s", (void *)mem_hva(m, first + a),
@@ -215,6 +244,8 @@ static int copy_back(struct memmgr *m, size_t page, size_t s)
 	};
 
 	while (ioctl(m->uffd, UFFDIO_COPY, &c) < 0) {
+		if (errno == EEXIST)
+			return 0; /* never taken away: it still holds this content */
 		if (errno != EAGAIN) {
 			int err = -errno;
 

@@ -104,16 +104,16 @@ static void serve_missing(struct memmgr *m, size_t i, bool write)
 		serve_window(m, i);
 		break;
 	case FA_ZERO:
-		atomic_fetch_add(&m->refaults, 1);
-		if (write) {
+		/* A ballooned page touched again is the guest's once more (it deflated); a dropped
+		 * zero page read stays ZERO (the zero page costs nothing), written it refaults. */
+		if (s == PS_ZERO)
+			atomic_fetch_add(&m->refaults, 1);
+		if (write || s == PS_BALLOONED)
 			pstate_set(&m->ps, i, PS_PRESENT, 0, false);
+		if (write)
 			zero_copy(m, mem_hva(m, i));
-		} else {
-			/* The zero page: still no host memory, the state stays. */
+		else
 			zero_map(m, mem_hva(m, i), MEM_PAGE);
-			if (s == PS_BALLOONED)
-				pstate_set(&m->ps, i, PS_ZERO, 0, false);
-		}
 		break;
 	case FA_WAKE:
 		fault_wake(m, mem_hva(m, i), MEM_PAGE);

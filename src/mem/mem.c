@@ -308,9 +308,7 @@ int mem_reset(struct memmgr *m, struct gmem *gm)
 	r = share_unmap(m, 0, m->pages);
 	if (m->mode == MEM_SHARE_TPS) {
 		pool_clear(&m->pool);
-		htab_free(&m->ht);
-		if (r == 0)
-			r = htab_init(&m->ht, m->pages);
+		htab_clear(&m->ht);
 	}
 	if (m->skip)
 		memset(m->skip, 0, m->pages);

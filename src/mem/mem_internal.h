@@ -100,6 +100,16 @@ static inline uint8_t *mem_hva(const struct memmgr *m, size_t page)
 	return m->gm->map + (size_t)page * MEM_PAGE;
 }
 
+static inline bool mem_page_is_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (unsigned i = 0; i < MEM_PAGE / 8; i += 8)
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7])
+			return false;
+	return true;
+}
+
 /* features.c */
 void features_detect(struct mem_features *f);
 void features_log(const struct mem_features *f);

@@ -89,6 +89,12 @@ void htab_del(struct htab *h, uint64_t hash)
 		htab_remove_at(h, (size_t)(e - h->e));
 }
 
+void htab_clear(struct htab *h)
+{
+	memset(h->e, 0, (h->mask + 1) * sizeof(*h->e));
+	h->used = 0;
+}
+
 void htab_drop_hints(struct htab *h)
 {
 	struct htab_entry *old = h->e;
@@ -177,6 +183,8 @@ bool pool_put(struct pool *p, uint32_t slot)
 
 void pool_release(struct pool *p, uint32_t slot)
 {
+	if (slot >= p->capacity || p->nr_free >= p->capacity)
+		return;
 	if (p->fd >= 0)
 		fallocate(p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)slot * 4096, 4096);
 	p->hash[slot] = 0;

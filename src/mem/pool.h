@@ -32,6 +32,8 @@ struct htab_entry *htab_find(struct htab *h, uint64_t hash);
 /* Sets the entry for hash (replacing what was there); -ENOSPC when the table is 3/4 full. */
 int htab_put(struct htab *h, uint64_t hash, enum htab_kind kind, uint32_t val);
 void htab_del(struct htab *h, uint64_t hash);
+/* Empties the table (system reset). */
+void htab_clear(struct htab *h);
 /* Drops every hint, keeping the pool slots (a new scanner pass starts with fresh hints). */
 void htab_drop_hints(struct htab *h);
 

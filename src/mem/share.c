@@ -37,16 +37,6 @@ struct chunk {
 
 struct pending { size_t page; uint32_t slot; };
 
-static bool page_is_zero(const uint8_t *p)
-{
-	const uint64_t *w = (const uint64_t *)p;
-
-	for (unsigned i = 0; i < MEM_PAGE / 8; i += 8)
-		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7])
-			return false;
-	return true;
-}
-
 static uint64_t page_hash(const struct memmgr *m, const uint8_t *p)
 {
 	return XXH3_64bits_withSeed(p, MEM_PAGE, m->salt);
@@ -109,7 +99,7 @@ static uint32_t settle(struct memmgr *m, struct chunk *c, size_t first, size_t i
 
 	switch (c->cand[i]) {
 	case C_ZERO:
-		if (page_is_zero(copy) && capture_drop(m, page) == 0) {
+		if (mem_page_is_zero(copy) && capture_drop(m, page) == 0) {
 			pstate_set(&m->ps, page, PS_ZERO, 0, false);
 			return POOL_NONE;
 		}
@@ -120,7 +110,15 @@ static uint32_t settle(struct memmgr *m, struct chunk *c, size_t first, size_t i
 		    memcmp(copy, pool_page(&m->pool, slot), MEM_PAGE) == 0 && share_map(m, page, slot) == 0)
 			return POOL_NONE;
 		break;
-	case C_HINT:
+	case C_HINT: {
+		struct htab_entry *e = htab_find(&m->ht, c->hash[i]);
+
+		/* An earlier page of this chunk may have made the slot already. */
+		if (e && e->kind == HT_SLOT) {
+			c->cand[i] = C_SLOT;
+			c->val[i] = e->val;
+			return settle(m, c, first, i);
+		}
 		if (!room_to_share(m) || page_hash(m, copy) != c->hash[i])
 			break;
 		slot = pool_alloc(&m->pool);
@@ -132,8 +130,12 @@ static uint32_t settle(struct memmgr *m, struct chunk *c, size_t first, size_t i
 			pool_release(&m->pool, slot);
 			break;
 		}
-		htab_put(&m->ht, c->hash[i], HT_SLOT, slot);
+		if (htab_put(&m->ht, c->hash[i], HT_SLOT, slot) == -ENOSPC) {
+			htab_drop_hints(&m->ht);
+			htab_put(&m->ht, c->hash[i], HT_SLOT, slot);
+		}
 		return slot;
+	}
 	}
 	capture_restore(m, page, i);
 	return POOL_NONE;
@@ -151,7 +153,7 @@ static void classify(struct memmgr *m, struct chunk *c, size_t first, size_t i)
 		m->skip[page]--;
 		return;
 	}
-	if (page_is_zero(p)) {
+	if (mem_page_is_zero(p)) {
 		c->cand[i] = C_ZERO;
 	} else if (m->mode == MEM_SHARE_TPS) {
 		c->hash[i] = page_hash(m, p);
@@ -191,10 +193,11 @@ static void reconcile(struct memmgr *m, size_t page, uint64_t pm)
 		pstate_set(&m->ps, page, PS_PRESENT, 0, true);
 		m->file_vma_pages++;
 		atomic_fetch_add(&m->unshares, 1);
-	} else if (s == PS_ZERO && (pm & PM_PRESENT) && (pm & PM_EXCLUSIVE)) {
+	} else if ((s == PS_ZERO || s == PS_BALLOONED) && (pm & PM_PRESENT) && (pm & PM_EXCLUSIVE)) {
 		/* Written since it was dropped: the kernel copied the zero page. */
 		pstate_set(&m->ps, page, PS_PRESENT, 0, false);
-		atomic_fetch_add(&m->refaults, 1);
+		if (s == PS_ZERO)
+			atomic_fetch_add(&m->refaults, 1);
 	}
 }
 
@@ -291,7 +294,7 @@ static bool pace(struct memmgr *m, uint64_t scanned, uint64_t wall0, uint64_t cp
 static void *share_main(void *opaque)
 {
 	struct memmgr *m = opaque;
-	static struct pending pend[MEM_CHUNK];
+	struct pending pend[MEM_CHUNK];
 
 	while (!atomic_load(&m->stopping)) {
 		uint64_t wall0 = now_ns(CLOCK_MONOTONIC), cpu0 = now_ns(CLOCK_THREAD_CPUTIME_ID);
@@ -340,11 +343,14 @@ int share_unmap(struct memmgr *m, size_t first, size_t n)
 
 	if (p == MAP_FAILED)
 		return -errno;
+	/* Each page is plain anonymous memory now: PRESENT, out of the pool. */
 	for (size_t i = first; i < first + n; i++) {
 		if (pstate_get(&m->ps, i) == PS_SHARED)
 			slot_put(m, m->ps.slot[i]);
-		else if (pstate_file_vma(&m->ps, i))
+		if (pstate_file_vma(&m->ps, i))
 			m->file_vma_pages--;
+		if (pstate_get(&m->ps, i) == PS_SHARED || pstate_file_vma(&m->ps, i))
+			pstate_set(&m->ps, i, PS_PRESENT, 0, false);
 	}
 	/* Until registered, a touch gets the kernel's zero page: the caller gives these pages up,
 	 * so zero is what they must read. */

@@ -8,6 +8,7 @@
  * value of 2^63 or more. libvirt skips both alike. */
 #include <kvmm/balloon.h>
 #include <kvmm/gmem.h>
+#include <kvmm/mem.h>
 #include <kvmm/qmp.h>
 #include <kvmm/vm.h>
 
@@ -60,13 +61,14 @@ static int cmd_x_kvmm_query_balloon(void *opaque, json_t *args, json_t **ret,
 	struct vm *vm = opaque;
 	struct balloon *b = active(vm, err);
 	struct balloon_counters c;
+	struct mem_stats ms;
 	int64_t resident;
 
 	(void)args;
 	if (!b)
 		return -ENODEV;
 	balloon_get_counters(b, &c);
-	resident = gmem_resident(&vm->mem);
+	resident = mem_get_stats(vm->memmgr, &ms) < 0 ? -1 : (int64_t)ms.consumed;
 	*ret = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
 			 "target", (json_int_t)balloon_target(b),
 			 "actual", (json_int_t)balloon_actual(b),

@@ -38,6 +38,15 @@ expect 2 "/no/such/bzImage" -- "$KVMM" run --kernel /no/such/bzImage
 expect 2 'bzImage|ELF' -- "$KVMM" run --kernel "$tmp/text"
 expect 2 "$tmp/truncated" -- "$KVMM" run --kernel "$tmp/truncated"
 expect 2 "$tmp/nothing-here" -- "$KVMM" run --kernel "$GUEST" --initrd "$tmp/nothing-here"
+# Memory manager options: each names its flag and the valid values.
+expect 2 "mem-share: 'dedup' is not valid" -- "$KVMM" run --kernel "$GUEST" --mem-share dedup
+expect 2 "mem-share-rate: '0' is not valid" -- "$KVMM" run --kernel "$GUEST" --mem-share-rate 0
+expect 2 "mem-share-rate: '99999999999' is not valid" -- "$KVMM" run --kernel "$GUEST" --mem-share-rate 99999999999
+expect 2 "mem-share-cpu: '101' is not a valid percentage" -- "$KVMM" run --kernel "$GUEST" --mem-share-cpu 101
+expect 2 "mem-share-cpu: '0%' is not a valid percentage" -- "$KVMM" run --kernel "$GUEST" --mem-share-cpu 0%
+expect 2 "mem-capture: 'fast' is not valid" -- "$KVMM" run --kernel "$GUEST" --mem-capture fast
+expect 2 "mem-stats-interval: '-1' is not valid" -- "$KVMM" run --kernel "$GUEST" --mem-stats-interval -1
+expect 2 "mem-salt: 'a b' is not valid" -- "$KVMM" run --kernel "$GUEST" --mem-salt "a b"
 expect 2 '(-m|--memory).*0' -- "$KVMM" run -m 0 --kernel "$GUEST"
 expect 2 '(-m|--memory).*abc' -- "$KVMM" run -m abc --kernel "$GUEST"
 expect 2 '(cannot map|memory)' -- "$KVMM" run -m 200T --kernel "$GUEST"
