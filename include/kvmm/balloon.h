@@ -34,6 +34,7 @@ struct balloon_opts {
 	bool deflate_on_oom;        /* offer VIRTIO_BALLOON_F_DEFLATE_ON_OOM */
 	bool free_page_reporting;   /* offer VIRTIO_BALLOON_F_REPORTING */
 	unsigned stats_interval;    /* seconds between stats requests, 0: not polled */
+	struct memmgr *mm;          /* releases inflated pages (mem_release); NULL: plain gmem_discard */
 };
 
 /* What the guest last reported: value[i] is valid when valid[i]. last_update is the host's wall

@@ -10,12 +10,19 @@
 enum mem_share_mode { MEM_SHARE_OFF, MEM_SHARE_ZERO, MEM_SHARE_TPS, MEM_SHARE_KSM };
 enum mem_backend { MEM_BACKEND_ANON, MEM_BACKEND_MEMFD, MEM_BACKEND_HUGETLB, MEM_BACKEND_THP };
 enum serial_kind { SERIAL_STDIO, SERIAL_FILE, SERIAL_UNIX };
+/* How the memory manager captures a page (DESIGN.md section 4): auto picks wp (measured faster),
+ * else move; the others force one path (tests run both). */
+enum mem_capture_choice { MEM_CAPTURE_AUTO, MEM_CAPTURE_FORCE_MOVE, MEM_CAPTURE_FORCE_WP };
 
 #define CONFIG_MAX_CPUS 255
 #define CONFIG_DEFAULT_MEMORY (512ull << 20)
 #define CONFIG_SHARES_LOW 5     /* per MiB of configured memory (ESXi) */
 #define CONFIG_SHARES_NORMAL 10
 #define CONFIG_SHARES_HIGH 20
+/* Page sharing scan limits; defaults measured (docs/benchmarks.md, "Page sharing"). */
+#define CONFIG_SHARE_RATE_DEFAULT 65536u  /* pages per second: 256 MiB/s */
+#define CONFIG_SHARE_RATE_MAX (1u << 24)
+#define CONFIG_SHARE_CPU_DEFAULT 50u      /* percent of one core */
 
 struct vm_config {
 	char *name;               /* default "kvmm" */
@@ -34,6 +41,10 @@ struct vm_config {
 	unsigned mem_compress_max_pct; /* default 10 */
 	char *mem_swap;           /* NULL: off */
 	enum mem_backend mem_backend;
+	uint64_t mem_share_rate;  /* scanner pages per second, default CONFIG_SHARE_RATE_DEFAULT */
+	unsigned mem_share_cpu;   /* scanner CPU percent of one core, 1-100 */
+	enum mem_capture_choice mem_capture;
+	unsigned mem_stats_interval; /* seconds between memory stats log lines, 0: none */
 
 	bool balloon;
 	bool balloon_deflate_on_oom;

@@ -112,6 +112,8 @@ int qmp_vm_register(struct qmp_server *s, struct vm *vm);
 /* balloon, query-balloon, x-kvmm-query-balloon, qom-get/qom-set/qom-list for the balloon's QOM
  * properties (src/qmp/balloon.c); qmp_vm_register adds them. */
 int qmp_balloon_register(struct qmp_server *s, struct vm *vm);
+/* x-kvmm-query-memory, x-kvmm-set-memory (src/qmp/mem.c). */
+int qmp_mem_register(struct qmp_server *s, struct vm *vm);
 
 /* `kvmm qmp SOCKET [COMMAND [JSON]]` (src/qmp/cli.c); argv[0] is "qmp". Returns the exit status. */
 int qmp_cli_main(int argc, char **argv);

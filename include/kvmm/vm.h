@@ -22,6 +22,7 @@ struct power;
 struct qmp_server;
 struct balloon;
 struct balloon_dev;
+struct memmgr;
 
 /* Why a VM stops. kvmm's exit status: 0 for POWEROFF, RESET and QMP_RESET, the guest's value for
  * DEBUG_EXIT, 0 for SIGNAL and QUIT, 1 for TRIPLE_FAULT and INTERNAL. RESET, QMP_RESET and
@@ -53,6 +54,7 @@ struct vm {
 	const struct vm_config *cfg;
 	int kvm_fd, vm_fd;
 	struct gmem mem;
+	struct memmgr *memmgr;    /* the memory manager over mem (kvmm/mem.h) */
 	struct bus pio, mmio;
 	struct loop *loop;
 

@@ -270,6 +270,59 @@ static int set_salt(struct config_ctx *ctx, const char *value)
 	return set_string(ctx, &ctx->cfg->mem_salt, value);
 }
 
+static int set_share_rate(struct config_ctx *ctx, const char *value)
+{
+	uint64_t n;
+
+	if (parse_uint(value, CONFIG_SHARE_RATE_MAX, &n) < 0 || n == 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not valid: pages per second, 1 to %u", value,
+				   CONFIG_SHARE_RATE_MAX);
+	ctx->cfg->mem_share_rate = n;
+	return 0;
+}
+
+static int set_share_cpu(struct config_ctx *ctx, const char *value)
+{
+	char digits[8];
+	size_t len = strlen(value);
+	uint64_t pct;
+
+	if (len && value[len - 1] == '%')
+		len--;
+	if (len == 0 || len >= sizeof(digits))
+		goto bad;
+	memcpy(digits, value, len);
+	digits[len] = '\0';
+	if (parse_uint(digits, 100, &pct) < 0 || pct == 0)
+		goto bad;
+	ctx->cfg->mem_share_cpu = (unsigned)pct;
+	return 0;
+bad:
+	return config_fail(ctx, -EINVAL, "'%s' is not a valid percentage of one core: use 1 to 100",
+			   value);
+}
+
+static int set_capture(struct config_ctx *ctx, const char *value)
+{
+	static const char *const names[] = { "auto", "move", "wp", NULL };
+	int mode = parse_choice(value, names);
+
+	if (mode < 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not valid: use auto, move or wp", value);
+	ctx->cfg->mem_capture = (enum mem_capture_choice)mode;
+	return 0;
+}
+
+static int set_stats_interval(struct config_ctx *ctx, const char *value)
+{
+	uint64_t n;
+
+	if (parse_uint(value, 86400, &n) < 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not valid: seconds, 0 (off) to 86400", value);
+	ctx->cfg->mem_stats_interval = (unsigned)n;
+	return 0;
+}
+
 static int set_compress(struct config_ctx *ctx, const char *value)
 {
 	if (parse_onoff(value, &ctx->cfg->mem_compress) < 0)
@@ -455,6 +508,11 @@ static const struct config_option config_options[] = {
 	{ "mem-shares", 0, required_argument, false, "N|low|normal|high", "priority under contention; presets: 5/10/20 per MiB (default normal)", set_shares },
 	{ "mem-share", 0, required_argument, false, "off|zero|tps|ksm", "page sharing: none, zero pages, kvmm's, the kernel's KSM (default tps)", set_share },
 	{ "mem-salt", 0, required_argument, false, "vm|host|NAME", "share pages in this VM, all VMs, or VMs with this salt (default vm)", set_salt },
+	{ "mem-share-rate", 0, required_argument, false, "PAGES", "sharing scan limit, pages per second (default 65536)", set_share_rate },
+	{ "mem-share-cpu", 0, required_argument, false, "PCT", "sharing CPU limit, 1 to 100% of one core (default 50%)", set_share_cpu },
+	{ "mem-capture", 0, required_argument, false, "auto|move|wp", "how pages are taken from the guest: write-protect +\n"
+	  "copy, or UFFDIO_MOVE (default auto: wp, else move)", set_capture },
+	{ "mem-stats-interval", 0, required_argument, false, "SECONDS", "log memory stats every SECONDS (default 0: never)", set_stats_interval },
 	{ "mem-compress", 0, required_argument, false, "on|off", "keep cold pages LZ4-compressed in memory (default on)", set_compress },
 	{ "mem-compress-max", 0, required_argument, false, "PCT", "compression cache cap, 1 to 100% of memory (default 10%)", set_compress_max },
 	{ "mem-swap", 0, required_argument, false, "FILE|off", "per-VM swap file for pages that compress badly (default off)", set_swap },
@@ -515,6 +573,8 @@ void config_init(struct vm_config *cfg)
 		.mem_compress = true,
 		.mem_compress_max_pct = 10,
 		.mem_backend = MEM_BACKEND_ANON,
+		.mem_share_rate = CONFIG_SHARE_RATE_DEFAULT,
+		.mem_share_cpu = CONFIG_SHARE_CPU_DEFAULT,
 		.serial = SERIAL_STDIO,
 	};
 }

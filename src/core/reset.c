@@ -16,6 +16,7 @@
  * Under --no-reboot, the VM stops instead (SHUTDOWN with the same reason), like QEMU -no-reboot,
  * which also turns system_reset into a shutdown. A reset that fails half-way cannot resume the old
  * guest, so the VM stops with a runtime failure (exit status 1). */
+#include <kvmm/mem.h>
 #include <kvmm/devices.h>
 #include <kvmm/log.h>
 #include <kvmm/loop.h>
@@ -108,7 +109,7 @@ static int vm_reboot(struct vm *vm, const char **what)
 	}
 	if (r == 0) {
 		*what = "guest RAM";
-		r = gmem_discard_all(&vm->mem);
+		r = mem_reset(vm->memmgr, &vm->mem);
 	}
 	if (r == 0) {
 		*what = "loading the kernel";

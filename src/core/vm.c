@@ -1,3 +1,4 @@
+#include <kvmm/mem.h>
 #include <kvmm/boot.h>
 #include <kvmm/devices.h>
 #include <kvmm/log.h>
@@ -251,7 +252,14 @@ static int vm_create_memory(struct vm *vm)
 			  r == -ENOMEM ? "the host cannot map that much memory" : "invalid size");
 		return r;
 	}
-	return gmem_register(&vm->mem, vm->vm_fd);
+	r = gmem_register(&vm->mem, vm->vm_fd);
+	if (r < 0)
+		return r;
+	/* The fault handler runs before anything (the loader included) touches guest RAM. */
+	r = mem_create(&vm->memmgr, &vm->mem, vm->cfg);
+	if (r == 0)
+		r = mem_start(vm->memmgr);
+	return r == -ENOTSUP ? -EINVAL : r;
 }
 
 static int vm_create_vcpus(struct vm *vm)
@@ -308,6 +316,7 @@ static void vm_destroy(struct vm *vm)
 		ctl_destroy(&vm->ctl);
 	if (vm->sig_fd >= 0)
 		close(vm->sig_fd);
+	mem_destroy(vm->memmgr);
 	loop_destroy(vm->loop);
 	gmem_destroy(&vm->mem);
 	bus_destroy(&vm->pio);
@@ -349,7 +358,8 @@ static int vm_build(struct vm *vm, struct boot_entry *entry)
 	r = vm_create_memory(vm);
 	if (r < 0)
 		return r == -ENOMEM || r == -EINVAL ? VM_EXIT_STATUS_USAGE : VM_EXIT_STATUS_FAILURE;
-	if (loop_create(&vm->loop) < 0 || ctl_init(&vm->ctl, vm->loop, vm_ctl, vm) < 0)
+	if (loop_create(&vm->loop) < 0 || ctl_init(&vm->ctl, vm->loop, vm_ctl, vm) < 0 ||
+	    mem_stats_timer(vm->memmgr, vm->loop, cfg->mem_stats_interval) < 0)
 		return VM_EXIT_STATUS_FAILURE;
 	vm->ctl_up = true;
 	if (cfg->qmp) {

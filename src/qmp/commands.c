@@ -137,5 +137,7 @@ int qmp_vm_register(struct qmp_server *s, struct vm *vm)
 {
 	int r = qmp_server_register(s, vm_commands, vm);
 
-	return r < 0 ? r : qmp_balloon_register(s, vm);
+	if (r == 0)
+		r = qmp_balloon_register(s, vm);
+	return r < 0 ? r : qmp_mem_register(s, vm);
 }

@@ -117,6 +117,19 @@ static bool split_colon(struct word w, struct word *name, struct word *arg)
 	return false;
 }
 
+/* Steps with an argument, name:N with N in [0, max]. */
+static const struct {
+	const char *name;
+	enum step_kind kind;
+	uint64_t max;
+} arg_steps[] = {
+	{ "idle", STEP_IDLE, MAX_SECONDS },
+	{ "balloon", STEP_BALLOON, MAX_SECONDS },
+	{ "rewrite", STEP_REWRITE, 100 },
+	{ "churn", STEP_CHURN, MAX_SECONDS },
+};
+#define NR_ARG_STEPS (sizeof(arg_steps) / sizeof(arg_steps[0]))
+
 static int parse_tests(struct word v, struct config *cfg)
 {
 	struct word item, name, arg;
@@ -124,16 +137,19 @@ static int parse_tests(struct word v, struct config *cfg)
 	while (next_item(&v, ',', &item)) {
 		bool has_arg = split_colon(item, &name, &arg);
 		struct step st = { 0 };
-		if (word_is(name, "fill") && !has_arg) {
+		unsigned a = 0;
+		while (a < NR_ARG_STEPS && !word_is(name, arg_steps[a].name))
+			a++;
+		if (a < NR_ARG_STEPS && has_arg) {
+			st.kind = arg_steps[a].kind;
+			if (!parse_u64(arg, &st.arg) || st.arg > arg_steps[a].max)
+				return bad_value("test", item);
+		} else if (word_is(name, "fill") && !has_arg) {
 			st.kind = STEP_FILL;
 		} else if (word_is(name, "verify") && !has_arg) {
 			st.kind = STEP_VERIFY;
 		} else if (word_is(name, "wss") && !has_arg) {
 			st.kind = STEP_WSS;
-		} else if ((word_is(name, "idle") || word_is(name, "balloon")) && has_arg) {
-			st.kind = word_is(name, "idle") ? STEP_IDLE : STEP_BALLOON;
-			if (!parse_u64(arg, &st.arg) || st.arg > MAX_SECONDS)
-				return bad_value("test", item);
 		} else {
 			print("KVMM error=unknown-test name=\"");
 			print_word(item);

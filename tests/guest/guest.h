@@ -134,13 +134,20 @@ extern const char *const kind_names[KIND_COUNT];
 enum page_kind pattern_kind(const struct pattern *p, uint64_t seed, uint64_t page);
 void pattern_fill_page(void *page, enum page_kind kind, uint64_t seed, uint64_t index);
 uint64_t page_checksum(const void *page);
+/* rewrite and churn (README.md "Page kinds"): rewrite generation g >= 1 writes unique stream g,
+ * churn write n (counted over all churn steps) stream CHURN_STREAM + n. */
+#define CHURN_STREAM (1ull << 63)
+bool pattern_rewrite_pick(uint64_t seed, uint64_t gen, uint64_t page, unsigned pct);
+void pattern_fill_unique(void *page, uint64_t seed, uint64_t stream, uint64_t index);
+uint64_t pattern_churn_page(uint64_t seed, uint64_t n, uint64_t pages);
+enum page_kind pattern_churn_fill(void *page, uint64_t seed, uint64_t n, uint64_t index);
 
 /* cmdline.c */
-enum step_kind { STEP_FILL, STEP_VERIFY, STEP_IDLE, STEP_WSS, STEP_BALLOON };
+enum step_kind { STEP_FILL, STEP_VERIFY, STEP_IDLE, STEP_WSS, STEP_BALLOON, STEP_REWRITE, STEP_CHURN };
 #define STEPS_MAX 32
 struct step {
 	enum step_kind kind;
-	uint64_t arg; /* idle, balloon: seconds */
+	uint64_t arg; /* idle, balloon, churn: seconds; rewrite: percent */
 };
 struct config {
 	unsigned nr_steps;
@@ -175,6 +182,8 @@ int workload_fill(const struct config *cfg);
 int workload_verify(const struct config *cfg);
 int workload_idle(const struct config *cfg, uint64_t seconds);
 int workload_wss(const struct config *cfg);
+int workload_rewrite(const struct config *cfg, unsigned pct);
+int workload_churn(const struct config *cfg, uint64_t seconds);
 
 /* balloon.c: the balloon:SECONDS step (a polling virtio-balloon driver); returns the exit status. */
 int balloon_step(const struct config *cfg, uint64_t seconds);

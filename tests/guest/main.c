@@ -26,6 +26,10 @@ static int run_step(const struct config *cfg, const struct step *st)
 		return workload_wss(cfg);
 	case STEP_BALLOON:
 		return balloon_step(cfg, st->arg);
+	case STEP_REWRITE:
+		return workload_rewrite(cfg, st->arg);
+	case STEP_CHURN:
+		return workload_churn(cfg, st->arg);
 	}
 	return EXIT_INTERNAL;
 }

@@ -8,6 +8,10 @@
 #define DOM_DUP 0x64757073ull
 #define DOM_RANDOM 0x72616e64ull
 #define DOM_TEXT 0x74657874ull
+#define DOM_PICK 0x7069636bull   /* rewrite: which pages */
+#define DOM_UNIQUE 0x756e6971ull /* rewrite and churn: unique contents */
+#define DOM_CPAGE 0x63706167ull  /* churn: which page */
+#define DOM_CDUP 0x63647570ull   /* churn: which dup template */
 #define BLOCK 100   /* kinds are exact per aligned block of 100 pages */
 #define STRIDE 37   /* coprime to BLOCK: pos * STRIDE visits every residue once per block */
 
@@ -88,17 +92,20 @@ static void fill_text(char *c, uint64_t s)
 	}
 }
 
+static void fill_template(void *page, uint64_t seed, uint64_t t)
+{
+	fill_random(page, mix64(seed ^ DOM_DUP) + t);
+}
+
 void pattern_fill_page(void *page, enum page_kind kind, uint64_t seed, uint64_t index)
 {
 	switch (kind) {
 	case KIND_ZERO:
 		memset(page, 0, PAGE_SIZE);
 		break;
-	case KIND_DUP: {
-		uint64_t t = mix64(seed ^ DOM_DUP ^ index * GOLDEN) % DUP_TEMPLATES;
-		fill_random(page, mix64(seed ^ DOM_DUP) + t);
+	case KIND_DUP:
+		fill_template(page, seed, mix64(seed ^ DOM_DUP ^ index * GOLDEN) % DUP_TEMPLATES);
 		break;
-	}
 	case KIND_RANDOM:
 		fill_random(page, mix64(seed ^ DOM_RANDOM) ^ index * GOLDEN);
 		break;
@@ -107,6 +114,47 @@ void pattern_fill_page(void *page, enum page_kind kind, uint64_t seed, uint64_t 
 		break;
 	default:
 		break;
+	}
+}
+
+/* rewrite:PCT of generation gen picks pct% of every aligned block of 100 pages, as pattern_kind
+ * spreads the kinds, with a phase per block and generation. */
+bool pattern_rewrite_pick(uint64_t seed, uint64_t gen, uint64_t page, unsigned pct)
+{
+	uint64_t block = page / BLOCK, pos = page % BLOCK;
+	uint64_t phase = mix64(mix64(seed ^ DOM_PICK ^ gen * GOLDEN) ^ block * GOLDEN) % BLOCK;
+
+	return (pos * STRIDE + phase) % BLOCK < pct;
+}
+
+/* Unique content number `stream` of page `index`: a splitmix64 stream seeded
+ * mix64(seed ^ DOM_UNIQUE ^ mix64(stream)) ^ index * GOLDEN. For one page the seeds of two streams
+ * differ (mix64 is a bijection), so do the pages' first words: no two streams give the same page. */
+void pattern_fill_unique(void *page, uint64_t seed, uint64_t stream, uint64_t index)
+{
+	fill_random(page, mix64(seed ^ DOM_UNIQUE ^ mix64(stream)) ^ index * GOLDEN);
+}
+
+/* The page churn write number n goes to. */
+uint64_t pattern_churn_page(uint64_t seed, uint64_t n, uint64_t pages)
+{
+	return mix64(seed ^ DOM_CPAGE ^ n * GOLDEN) % pages;
+}
+
+/* Churn write n's contents for page `index`: zero, a dup template (the same 16 as fill's), unique
+ * (stream CHURN_STREAM + n), in turn. Returns the kind written. */
+enum page_kind pattern_churn_fill(void *page, uint64_t seed, uint64_t n, uint64_t index)
+{
+	switch (n % 3) {
+	case 0:
+		memset(page, 0, PAGE_SIZE);
+		return KIND_ZERO;
+	case 1:
+		fill_template(page, seed, mix64(seed ^ DOM_CDUP ^ n * GOLDEN) % DUP_TEMPLATES);
+		return KIND_DUP;
+	default:
+		pattern_fill_unique(page, seed, CHURN_STREAM + n, index);
+		return KIND_RANDOM;
 	}
 }
 

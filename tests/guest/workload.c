@@ -4,6 +4,7 @@
 
 #define MISMATCHES_SHOWN 8
 #define WSS_CHECK_EVERY 64 /* pages between clock reads */
+#define CHURN_PARTIAL_EVERY 4 /* every 4th churn write is split in two (odd words, then even) */
 
 static struct mem_chunk chunks[MEM_CHUNKS_MAX];
 static int nr_chunks;
@@ -11,6 +12,12 @@ static uint64_t area_pages;
 static uint64_t *sums;
 static bool filled;
 static volatile uint64_t sink;
+static uint64_t rewrite_gen; /* rewrite steps so far */
+static uint64_t churn_n;     /* churn writes so far, over all churn steps */
+/* New page contents are made here, outside the area, and checksummed here before being copied
+ * into the page: the recorded checksum is that of the intended contents, never of a read-back,
+ * so a write the host loses shows up in a later verify. */
+static uint64_t page_buf[PAGE_SIZE / 8] __attribute__((aligned(PAGE_SIZE)));
 
 int workload_prepare(const struct config *cfg)
 {
@@ -22,6 +29,23 @@ int workload_prepare(const struct config *cfg)
 		return EXIT_USAGE;
 	}
 	return EXIT_OK;
+}
+
+/* The address of page i of the area (i < area_pages). */
+static uint64_t page_addr(uint64_t i)
+{
+	int c = 0;
+
+	while (i >= chunks[c].pages)
+		i -= chunks[c++].pages;
+	return chunks[c].addr + (i << PAGE_SHIFT);
+}
+
+/* Records page i's checksum from page_buf, then writes page_buf into it. */
+static void commit_page(uint64_t i, uint64_t addr)
+{
+	sums[i] = page_checksum(page_buf);
+	memcpy((void *)addr, page_buf, PAGE_SIZE);
 }
 
 /* Walks pages [0, n) of the area in index order. */
@@ -52,8 +76,8 @@ int workload_fill(const struct config *cfg)
 	while (page_next(&it, area_pages, &addr)) {
 		uint64_t i = it.index - 1;
 		enum page_kind k = pattern_kind(&cfg->pattern, cfg->seed, i);
-		pattern_fill_page((void *)addr, k, cfg->seed, i);
-		sums[i] = page_checksum((void *)addr);
+		pattern_fill_page(page_buf, k, cfg->seed, i);
+		commit_page(i, addr);
 		count[k]++;
 	}
 	filled = true;
@@ -62,14 +86,22 @@ int workload_fill(const struct config *cfg)
 	return EXIT_OK;
 }
 
+/* verify, rewrite and churn need the checksums of every page. */
+static int need_fill(const char *step)
+{
+	if (filled)
+		return EXIT_OK;
+	print("KVMM error=%s-without-fill\n", step);
+	return EXIT_USAGE;
+}
+
 int workload_verify(const struct config *cfg)
 {
 	uint64_t bad = 0;
+	int r = need_fill("verify");
 
-	if (!filled) {
-		print("KVMM error=verify-without-fill\n");
-		return EXIT_USAGE;
-	}
+	if (r)
+		return r;
 	struct page_iter it = { 0 };
 	uint64_t addr;
 	while (page_next(&it, area_pages, &addr)) {
@@ -146,5 +178,60 @@ int workload_wss(const struct config *cfg)
 	}
 	print("KVMM test=wss hot_pages=%lu passes=%lu pages_per_sec=%lu\n", hot, passes,
 	      elapsed ? touched * 1000000 / elapsed : 0);
+	return EXIT_OK;
+}
+
+/* Writes pct% of the pages (exact per aligned block of 100) with contents each never had before. */
+int workload_rewrite(const struct config *cfg, unsigned pct)
+{
+	uint64_t done = 0;
+	int r = need_fill("rewrite");
+
+	if (r)
+		return r;
+	rewrite_gen++;
+	struct page_iter it = { 0 };
+	uint64_t addr;
+	while (page_next(&it, area_pages, &addr)) {
+		uint64_t i = it.index - 1;
+		if (!pattern_rewrite_pick(cfg->seed, rewrite_gen, i, pct))
+			continue;
+		pattern_fill_unique(page_buf, cfg->seed, rewrite_gen, i);
+		commit_page(i, addr);
+		done++;
+	}
+	print("KVMM test=rewrite pages=%lu pct=%u gen=%lu\n", done, pct, rewrite_gen);
+	return EXIT_OK;
+}
+
+/* Rewrites pseudo-random pages, whole, for `seconds`: zero, dup and unique contents in turn. Every
+ * CHURN_PARTIAL_EVERY-th write stores the odd words first, then (after a clock read) the even ones. */
+int workload_churn(const struct config *cfg, uint64_t seconds)
+{
+	uint64_t writes = 0;
+	int r = need_fill("churn");
+
+	if (!r)
+		r = need_clock();
+	if (r)
+		return r;
+	uint64_t end = clock_now_us() + seconds * 1000000;
+	while (clock_now_us() < end) {
+		uint64_t n = churn_n++, i = pattern_churn_page(cfg->seed, n, area_pages);
+		uint64_t *w = (uint64_t *)page_addr(i);
+		pattern_churn_fill(page_buf, cfg->seed, n, i);
+		if (n % CHURN_PARTIAL_EVERY == CHURN_PARTIAL_EVERY - 1) {
+			sums[i] = page_checksum(page_buf);
+			for (unsigned k = 1; k < PAGE_SIZE / 8; k += 2)
+				w[k] = page_buf[k];
+			sink += clock_now_us();
+			for (unsigned k = 0; k < PAGE_SIZE / 8; k += 2)
+				w[k] = page_buf[k];
+		} else {
+			commit_page(i, (uint64_t)w);
+		}
+		writes++;
+	}
+	print("KVMM test=churn seconds=%lu writes=%lu\n", seconds, writes);
 	return EXIT_OK;
 }

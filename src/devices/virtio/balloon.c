@@ -7,10 +7,11 @@
  * taken from the negotiated features.
  *
  * Inflate: the PFNs of every chain available at a kick are gathered (up to BATCH_PFNS), sorted,
- * merged into runs and released with one gmem_discard per run, and only then are the chains
+ * merged into runs and released with one mem_release per run, and only then are the chains
  * returned. Deflate needs no work: without VIRTIO_BALLOON_F_MUST_TELL_HOST the guest may touch a
  * page before telling us, and a released page refaults as zero. */
 #include <kvmm/balloon.h>
+#include <kvmm/mem.h>
 #include <kvmm/gmem.h>
 #include <kvmm/log.h>
 #include <kvmm/virtio.h>
@@ -35,6 +36,7 @@ enum { Q_INFLATE, Q_DEFLATE, Q_NONE = -1 };
 struct balloon {
 	struct virtio_dev vdev;
 	struct gmem *gm;
+	struct memmgr *mm;
 	struct balloon_hooks hooks;
 	uint64_t ram_pages;
 
@@ -120,7 +122,7 @@ static void release_pfns(struct balloon *b)
 		for (i++; i < b->nr_pfns && b->pfns[i] <= end; i++)
 			if (b->pfns[i] == end)
 				end++;
-		r = gmem_discard(b->gm, start * BALLOON_PAGE_SIZE, (end - start) * BALLOON_PAGE_SIZE);
+		r = mem_release(b->mm, b->gm, start * BALLOON_PAGE_SIZE, (end - start) * BALLOON_PAGE_SIZE);
 		if (r < 0)
 			log_warn("virtio-balloon: releasing PFNs %#llx-%#llx: %s",
 				 (unsigned long long)start, (unsigned long long)end - 1, strerror((int)-r));
@@ -246,7 +248,7 @@ static void process_reports(struct balloon *b, unsigned q)
 	while ((err = virtq_pop(vq, &e)) == 0) {
 		for (unsigned i = 0; i < e.nr_rd + e.nr_wr; i++) {
 			const struct virtq_seg *s = i < e.nr_rd ? &e.rd[i] : &e.wr[i - e.nr_rd];
-			int64_t r = gmem_discard(b->gm, s->gpa, s->len);
+			int64_t r = mem_release(b->mm, b->gm, s->gpa, s->len);
 
 			if (r > 0)
 				b->counters.reported_pages += (uint64_t)r / BALLOON_PAGE_SIZE;
@@ -317,6 +319,7 @@ int balloon_create(struct gmem *gm, const struct balloon_opts *o, const struct b
 	if (!b)
 		return -ENOMEM;
 	b->gm = gm;
+	b->mm = o->mm;
 	b->ram_pages = gm->ram_size / BALLOON_PAGE_SIZE;
 	if (h)
 		b->hooks = *h;

@@ -125,7 +125,8 @@ int balloon_init(struct vm *vm)
 	const struct vm_config *cfg = vm->cfg;
 	struct balloon_opts o = { .deflate_on_oom = cfg->balloon_deflate_on_oom,
 				  .free_page_reporting = cfg->balloon_free_page_reporting,
-				  .stats_interval = cfg->balloon_stats_interval };
+				  .stats_interval = cfg->balloon_stats_interval,
+				  .mm = vm->memmgr };
 	struct balloon_dev *bd;
 	int r;
 

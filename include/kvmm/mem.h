@@ -1,0 +1,97 @@
+/* The memory manager (src/mem/): owns host memory for guest RAM on top of gmem's mapping. It keeps
+ * one state byte per 4 KiB guest page (pstate), serves guest faults from a userfaultfd handler
+ * thread (fault.c), takes pages away from the guest only through a race-free capture (capture.c),
+ * shares pages (share.c: zero pages and kvmm's own copy-on-write pool, `tps`; or the kernel's KSM,
+ * ksm.c) and reports what it holds in ESXi's vocabulary (stats.c). Devices and policy ask it to
+ * release memory (mem_release); nothing else calls madvise, mmap or userfaultfd on guest RAM.
+ *
+ * Threads: "mem-fault" (the userfaultfd handler) and "mem-share" (the scanner), started by
+ * mem_start. Every other entry point runs on the loop thread. */
+#ifndef KVMM_MEM_H
+#define KVMM_MEM_H
+
+#include <kvmm/config.h>
+#include <kvmm/gmem.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* What the host kernel offers, detected at start (features.c). */
+struct mem_features {
+	bool uffd;             /* userfaultfd usable for faults KVM takes (not user-mode-only) */
+	const char *uffd_via;  /* "syscall", "/dev/userfaultfd" or the reason it is not usable */
+	bool uffd_move;        /* UFFDIO_MOVE (Linux 6.8+) */
+	bool uffd_wp;          /* write-protect on anonymous memory */
+	bool uffd_wp_unpopulated;
+	bool ksm;              /* /sys/kernel/mm/ksm present */
+	bool ksm_writable;     /* kvmm may set KSM's knobs (root) */
+	bool ksm_advisor;      /* advisor_mode (Linux 6.7+) */
+	char thp[16];          /* /sys/kernel/mm/transparent_hugepage/enabled: "always", "madvise", "never", "" */
+	uint64_t hugetlb_free; /* free 2 MiB huge pages */
+	uint64_t max_map_count;
+	bool root;
+};
+
+/* Per-VM figures (bytes unless named otherwise), after ESXi's memory counters. */
+struct mem_stats {
+	uint64_t configured;   /* guest RAM size */
+	uint64_t touched;      /* guest pages holding data: private + shared */
+	uint64_t consumed;     /* host memory the guest's RAM holds: private pages + pool pages */
+	uint64_t private_;     /* guest pages backed by their own host page */
+	uint64_t zero;         /* pages kvmm dropped because they were zero */
+	uint64_t shared;       /* guest pages mapping a pool page (tps) or merged by KSM (ksm) */
+	uint64_t shared_saved; /* shared minus the pool pages they use */
+	uint64_t pool;         /* pool pages in use */
+	uint64_t ballooned;    /* pages the guest gave back */
+	uint64_t share_capped; /* pages not shared because of the VMA cap (vm.max_map_count) */
+	uint64_t refaults;     /* guest faults on pages kvmm had dropped (zero, ballooned) */
+	uint64_t unshares;     /* shared pages the guest wrote (copy-on-write) */
+	uint64_t faults;       /* userfaultfd faults served */
+	uint64_t share_scans;  /* complete scanner passes */
+	uint64_t share_cpu_ns; /* CPU time of the sharing threads (scanner and fault handler; ksmd not included) */
+	uint64_t captures;     /* pages captured */
+	uint64_t captures_aborted; /* captures given back: content changed or the guest wrote */
+	/* ksm mode: the kernel's counters (pages), /proc/self/ksm_stat and /sys/kernel/mm/ksm. */
+	uint64_t ksm_merging, ksm_zero, ksm_pages_shared, ksm_pages_sharing, ksm_full_scans;
+};
+
+enum mem_capture_mode { MEM_CAPTURE_NONE, MEM_CAPTURE_MOVE, MEM_CAPTURE_WP };
+
+struct memmgr;
+
+/* Detects features and sets up sharing for cfg->mem_share on gm's RAM (gm stays owned by the
+ * caller and must outlive the manager). Logs what it found and chose. A mode the host cannot run
+ * (tps or zero without a usable userfaultfd, ksm without KSM) is an error naming the reason. */
+int mem_create(struct memmgr **out, struct gmem *gm, const struct vm_config *cfg);
+/* Starts the fault handler and the scanner; after gmem_register, before any vCPU runs. */
+int mem_start(struct memmgr *m);
+void mem_destroy(struct memmgr *m);
+
+/* Gives guest pages back to the host (the balloon's inflate, free page reporting): every whole
+ * page of [gpa, gpa + len) that is RAM becomes BALLOONED and its host memory is freed; it reads as
+ * zero when the guest touches it again. Returns the bytes released, or -errno. Overflow-safe for
+ * any gpa/len. m may be NULL (then plain gmem_discard). */
+int64_t mem_release(struct memmgr *m, struct gmem *gm, uint64_t gpa, uint64_t len);
+
+/* System reset, every vCPU stopped: all RAM reads as zero again, the pool is emptied, every page
+ * is PRESENT. m may be NULL (then gmem_discard_all). */
+int mem_reset(struct memmgr *m, struct gmem *gm);
+
+/* Current figures. The private/consumed counts come from /proc/self/pagemap at the call. */
+int mem_get_stats(struct memmgr *m, struct mem_stats *st);
+const struct mem_features *mem_features(const struct memmgr *m);
+const char *mem_capture_name(const struct memmgr *m);
+const char *mem_share_name(enum mem_share_mode mode);
+
+/* Changes the scanner's limits live: pages per second (0 keeps it) and CPU percent of one core
+ * (0 keeps it). -EINVAL for values out of range. */
+int mem_set_share_rate(struct memmgr *m, uint64_t pages_per_sec, unsigned cpu_pct);
+void mem_get_share_rate(const struct memmgr *m, uint64_t *pages_per_sec, unsigned *cpu_pct);
+
+/* One log line of stats; mem_stats_timer prints it every `seconds` (0: never) from the loop. */
+struct loop;
+void mem_log_stats(struct memmgr *m);
+int mem_stats_timer(struct memmgr *m, struct loop *loop, unsigned seconds);
+
+#endif

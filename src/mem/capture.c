@@ -1,0 +1,260 @@
+/* Race-free capture (DESIGN.md section 4): a page leaves PRESENT only through one of these, so no
+ * guest write can slip past between reading a page and taking it away.
+ * - move (Linux 6.8+): UFFDIO_MOVE takes the page itself out of guest RAM into a staging page,
+ *   atomically; a guest touch meanwhile raises a missing fault, which waits for the lock.
+ * - wp: UFFDIO_WRITEPROTECT, then copy the page to staging; a guest write meanwhile raises a WP
+ *   fault that waits for the lock; the capture then drops the page (MADV_DONTNEED) or
+ *   unprotects it, and the write happens after, on what the page has become.
+ * Both run with the lock held on pages pagemap showed present. */
+#include "mem_internal.h"
+#include "uffd_compat.h"
+
+#include <kvmm/log.h>
+
+#include <errno.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int pagemap_read(struct memmgr *m, size_t first, size_t n, uint64_t *out)
+{
+	off_t off = (off_t)((uintptr_t)mem_hva(m, first) / MEM_PAGE * sizeof(uint64_t));
+	ssize_t r = pread(m->pagemap_fd, out, n * sizeof(uint64_t), off);
+
+	if (r != (ssize_t)(n * sizeof(uint64_t)))
+		return r < 0 ? -errno : -EIO;
+	return 0;
+}
+
+/* Moves pages [first, first + n) to staging [s, s + n); *moved counts the pages that went (a page
+ * the kernel would not move, e.g. one shared with another mapping, ends the run early). */
+static int move_run(struct memmgr *m, size_t first, size_t n, size_t s, size_t *moved)
+{
+	struct uffdio_move mv = {
+		.dst = (uintptr_t)(m->stage + s * MEM_PAGE),
+		.src = (uintptr_t)mem_hva(m, first),
+		.len = n * MEM_PAGE,
+		.mode = UFFDIO_MOVE_MODE_DONTWAKE,
+	};
+
+	*moved = 0;
+	for (;;) {
+		if (ioctl(m->uffd, UFFDIO_MOVE, &mv) == 0) {
+			*moved += (size_t)mv.move / MEM_PAGE;
+			return 0;
+		}
+		if (mv.move > 0) {
+			*moved += (size_t)mv.move / MEM_PAGE;
+			mv.dst += (uint64_t)mv.move;
+			mv.src += (uint64_t)mv.move;
+			mv.len -= (uint64_t)mv.move;
+		}
+		if (errno != EAGAIN)
+			return -errno;
+		mv.move = 0;
+	}
+}
+
+static int wp_range(struct memmgr *m, uint8_t *addr, size_t len, bool protect)
+{
+	struct uffdio_writeprotect wp = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	while (ioctl(m->uffd, UFFDIO_WRITEPROTECT, &wp) < 0) {
+		if (errno != EAGAIN)
+			return -errno;
+	}
+	return 0;
+}
+
+/* A page of guest RAM inside the anonymous VMA (not a pool mapping, not a written copy of one). */
+static bool anon_page(const struct memmgr *m, size_t page)
+{
+	return pstate_get(&m->ps, page) != PS_SHARED && !pstate_file_vma(&m->ps, page);
+}
+
+/* The next run to capture at or after *a: it starts and ends on wanted pages and bridges gaps of
+ * up to RUN_GAP anonymous pages (they are captured and given back at once), so that one
+ * write-protect and one zap cover many pages. */
+#define RUN_GAP 8u
+
+static bool next_run(const struct memmgr *m, size_t first, size_t n, const struct chunkmap *want,
+		     size_t *a, size_t *len)
+{
+	size_t end, gap = 0;
+
+	while (*a < n && !cm_test(want, *a))
+		(*a)++;
+	if (*a >= n)
+		return false;
+	end = *a + 1;
+	for (size_t i = end; i < n && anon_page(m, first + i); i++) {
+		if (cm_test(want, i)) {
+			end = i + 1;
+			gap = 0;
+		} else if (++gap > RUN_GAP) {
+			break;
+		}
+	}
+	*len = end - *a;
+	return true;
+}
+
+static int copy_back(struct memmgr *m, size_t page, size_t s);
+
+/* The guest's side of staging page i is a hole now: fill it with what it held. */
+static void put_back(struct memmgr *m, size_t first, size_t i, uint64_t pm, bool copied)
+{
+	if (copied)
+		copy_back(m, first + i, i);
+	else if (pm & PM_PRESENT)
+		capture_drop(m, first + i); /* it was the zero page */
+}
+
+/* move: UFFDIO_MOVE takes each wanted run out of guest RAM (the kernel flushes the TLB once per
+ * page: costly while vCPUs run, see docs/architecture.md). */
+static int capture_move(struct memmgr *m, size_t first, size_t n, const struct chunkmap *want,
+			struct chunkmap *got)
+{
+	size_t a = 0, len;
+
+	for (; next_run(m, first, n, want, &a, &len); a += len) {
+		size_t moved = 0, i;
+		int r;
+
+		/* Only the wanted pages: no bridging, each page moved costs the same. */
+		for (len = 0; a + len < n && cm_test(want, a + len); len++)
+			;
+		r = move_run(m, first + a, len, a, &moved);
+		for (i = 0; i < moved; i++)
+			cm_set(got, a + i);
+		/* A page that would not move (-EBUSY: mapped elsewhere too, or pinned) ends the
+		 * run; the rest go one by one. */
+		for (i = moved + 1; r == -EBUSY && i < len; i++) {
+			size_t one;
+
+			if (move_run(m, first + a + i, 1, a + i, &one) == 0 && one)
+				cm_set(got, a + i);
+		}
+		if (r < 0 && r != -EBUSY && r != -ENOENT)
+			log_error("memory: UFFDIO_MOVE of %zu pages at %p: %s", len,
+				  (void *)mem_hva(m, first + a), strerror(-r));
+	}
+	return 0;
+}
+
+/* wp: per run, write-protect (one TLB flush), copy what is present to staging, zap the run (one
+ * more flush), and give the bridged pages back at once. A guest write in between waits on the
+ * protection in the fault handler until the lock is released, and then lands on whatever the page
+ * has become; a read after the zap waits there too. */
+static int capture_wp(struct memmgr *m, size_t first, size_t n, const struct chunkmap *want,
+		      struct chunkmap *got)
+{
+	uint64_t pm[MEM_CHUNK];
+	size_t a = 0, len;
+	int r = 0;
+
+	for (; r == 0 && next_run(m, first, n, want, &a, &len); a += len) {
+		uint8_t *addr = mem_hva(m, first + a);
+
+		r = wp_range(m, addr, len * MEM_PAGE, true);
+		if (r < 0)
+			break;
+		/* Present after protection stays present (only we drop pages, lock held), so
+		 * the copies cannot fault. */
+		if ((r = pagemap_read(m, first + a, len, pm + a)) < 0) {
+			wp_range(m, addr, len * MEM_PAGE, false);
+			break;
+		}
+		for (size_t i = a; i < a + len; i++)
+			if ((pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) == (PM_PRESENT | PM_EXCLUSIVE))
+				memcpy(m->stage + i * MEM_PAGE, mem_hva(m, first + i), MEM_PAGE);
+		if (madvise(addr, len * MEM_PAGE, MADV_DONTNEED) < 0) {
+			r = -errno;
+			wp_range(m, addr, len * MEM_PAGE, false);
+			break;
+		}
+		for (size_t i = a; i < a + len; i++) {
+			bool copied = (pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) == (PM_PRESENT | PM_EXCLUSIVE);
+
+			if (copied && cm_test(want, i))
+				cm_set(got, i);
+			else
+				put_back(m, first, i, pm[i], copied);
+		}
+	}
+	if (r < 0)
+		log_error("memory: write-protect capture at %p: %s", (void *)mem_hva(m, first + a),
+			  strerror(-r));
+	return r;
+}
+
+int capture_pages(struct memmgr *m, size_t first, size_t n, const struct chunkmap *want,
+		  struct chunkmap *got)
+{
+	int r;
+
+	memset(got, 0, sizeof(*got));
+	r = m->capture == MEM_CAPTURE_MOVE ? capture_move(m, first, n, want, got) :
+					    capture_wp(m, first, n, want, got);
+	atomic_fetch_add(&m->captures, cm_count(got));
+	return r;
+}
+
+/* UFFDIO_COPY from staging into the hole: no TLB flush (the destination was empty), where moving
+ * the page back would flush for the staging page it leaves. */
+static int copy_back(struct memmgr *m, size_t page, size_t s)
+{
+	struct uffdio_copy c = {
+		.dst = (uintptr_t)mem_hva(m, page),
+		.src = (uintptr_t)(m->stage + s * MEM_PAGE),
+		.len = MEM_PAGE,
+	};
+
+	while (ioctl(m->uffd, UFFDIO_COPY, &c) < 0) {
+		if (errno != EAGAIN) {
+			int err = -errno;
+
+			/* Nothing else fills the hole while we hold the lock: this is a bug or
+			 * the kernel refusing memory; the guest would read zero. Say so loudly. */
+			log_error("memory: giving page %p back: %s", (void *)mem_hva(m, page), strerror(-err));
+			return err;
+		}
+		c.copy = 0;
+	}
+	return 0;
+}
+
+int capture_restore(struct memmgr *m, size_t page, size_t s)
+{
+	atomic_fetch_add(&m->captures_aborted, 1);
+	return copy_back(m, page, s);
+}
+
+/* The page was zero: it becomes the kernel's zero page, so guest reads cost no fault at all and
+ * a write copies-on-write in the kernel (the scanner sees that in pagemap and counts a refault). */
+int capture_drop(struct memmgr *m, size_t page)
+{
+	struct uffdio_zeropage z = { .range = { .start = (uintptr_t)mem_hva(m, page), .len = MEM_PAGE } };
+
+	/* Wakes whoever waits on the page: a reader retries and maps the zero page, a writer
+	 * blocked on the write protection retries and copies it. */
+	while (ioctl(m->uffd, UFFDIO_ZEROPAGE, &z) < 0) {
+		if (errno != EAGAIN) {
+			fault_wake(m, mem_hva(m, page), MEM_PAGE);
+			return 0;
+		}
+		z.zeropage = 0;
+	}
+	return 0;
+}
+
+void capture_end(struct memmgr *m, size_t n)
+{
+	/* Staging pages still holding a captured page (dropped or shared) are freed here; in move
+	 * mode this is where the guest's old page goes back to the host. */
+	madvise(m->stage, n * MEM_PAGE, MADV_DONTNEED);
+}

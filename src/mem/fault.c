@@ -1,0 +1,200 @@
+/* The userfaultfd handler thread ("mem-fault"): every missing-page or write-protect fault on
+ * guest RAM, whoever takes it (a vCPU through KVM, a device on the loop thread, the scanner), is
+ * served here by the page's state (pstate_fault_action). It waits for the lock, so a fault on a
+ * page being captured waits until the capture is over and then sees the page's new state. */
+#include "mem_internal.h"
+#include "uffd_compat.h"
+
+#include <kvmm/log.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ZERO_WINDOW_PAGES 512u /* 2 MiB: one userspace fault per window of untouched memory */
+
+int fault_register(struct memmgr *m, uint8_t *addr, size_t len)
+{
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING |
+			(m->capture == MEM_CAPTURE_WP ? UFFDIO_REGISTER_MODE_WP : 0),
+	};
+
+	if (ioctl(m->uffd, UFFDIO_REGISTER, &reg) < 0) {
+		int err = -errno;
+
+		log_error("memory: UFFDIO_REGISTER %p+%#zx: %s", (void *)addr, len, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+void fault_wake(struct memmgr *m, uint8_t *addr, size_t len)
+{
+	struct uffdio_range r = { .start = (uintptr_t)addr, .len = len };
+
+	if (m->uffd >= 0)
+		ioctl(m->uffd, UFFDIO_WAKE, &r);
+}
+
+/* UFFDIO_ZEROPAGE over [addr, addr + len); on EEXIST (a page there is mapped already) retries
+ * only the first page, and if that is mapped too just wakes the faulting thread. */
+static void zero_map(struct memmgr *m, uint8_t *addr, size_t len)
+{
+	struct uffdio_zeropage z = { .range = { .start = (uintptr_t)addr, .len = len } };
+
+	while (ioctl(m->uffd, UFFDIO_ZEROPAGE, &z) < 0) {
+		if (errno == EAGAIN)
+			continue;
+		if (errno == EEXIST && z.range.len > MEM_PAGE) {
+			z.range.len = MEM_PAGE;
+			z.zeropage = 0;
+			continue;
+		}
+		if (errno != EEXIST)
+			log_error("memory: UFFDIO_ZEROPAGE %p: %s", (void *)addr, strerror(errno));
+		fault_wake(m, addr, MEM_PAGE);
+		return;
+	}
+}
+
+/* A write fault on a dropped page gets a zeroed private page at once (UFFDIO_COPY), saving the
+ * second, copy-on-write fault that a zero-page mapping would take. */
+static void zero_copy(struct memmgr *m, uint8_t *addr)
+{
+	static const uint8_t zeros[MEM_PAGE] __attribute__((aligned(MEM_PAGE)));
+	struct uffdio_copy c = { .dst = (uintptr_t)addr, .src = (uintptr_t)zeros, .len = MEM_PAGE };
+
+	while (ioctl(m->uffd, UFFDIO_COPY, &c) < 0) {
+		if (errno == EAGAIN) {
+			c.copy = 0;
+			continue;
+		}
+		if (errno != EEXIST)
+			log_error("memory: UFFDIO_COPY %p: %s", (void *)addr, strerror(errno));
+		fault_wake(m, addr, MEM_PAGE);
+		return;
+	}
+}
+
+/* Untouched neighbours of page i (same 2 MiB window, PRESENT and anonymous, not the faulting one's
+ * other side of a pool mapping) get the zero page too: one userspace fault per window instead of
+ * one per page. Writes then copy-on-write in the kernel without coming here. */
+static void serve_window(struct memmgr *m, size_t i)
+{
+	size_t lo = i & ~(size_t)(ZERO_WINDOW_PAGES - 1), hi = lo + ZERO_WINDOW_PAGES, end = i + 1;
+
+	if (hi > m->pages)
+		hi = m->pages;
+	while (end < hi && pstate_get(&m->ps, end) == PS_PRESENT && !pstate_file_vma(&m->ps, end))
+		end++;
+	zero_map(m, mem_hva(m, i), (end - i) * MEM_PAGE);
+}
+
+static void serve_missing(struct memmgr *m, size_t i, bool write)
+{
+	enum pstate s = pstate_get(&m->ps, i);
+
+	switch (pstate_fault_action(s)) {
+	case FA_ZERO_WINDOW:
+		serve_window(m, i);
+		break;
+	case FA_ZERO:
+		atomic_fetch_add(&m->refaults, 1);
+		if (write) {
+			pstate_set(&m->ps, i, PS_PRESENT, 0, false);
+			zero_copy(m, mem_hva(m, i));
+		} else {
+			/* The zero page: still no host memory, the state stays. */
+			zero_map(m, mem_hva(m, i), MEM_PAGE);
+			if (s == PS_BALLOONED)
+				pstate_set(&m->ps, i, PS_ZERO, 0, false);
+		}
+		break;
+	case FA_WAKE:
+		fault_wake(m, mem_hva(m, i), MEM_PAGE);
+		break;
+	case FA_UNSUPPORTED:
+		log_error("memory: fault on a %s page at %p: not supported here; serving zero",
+			  pstate_name(s), (void *)mem_hva(m, i));
+		pstate_set(&m->ps, i, PS_PRESENT, 0, false);
+		zero_copy(m, mem_hva(m, i));
+		break;
+	}
+}
+
+/* A write to a page a WP capture protected: by now the capture is over (we held the lock). If the
+ * page is still there, unprotect it (which wakes the writer); if the capture took it, wake the
+ * writer so that it faults again as a missing page. */
+static void serve_wp(struct memmgr *m, uint8_t *addr)
+{
+	struct uffdio_writeprotect wp = { .range = { .start = (uintptr_t)addr, .len = MEM_PAGE } };
+
+	if (ioctl(m->uffd, UFFDIO_WRITEPROTECT, &wp) < 0)
+		fault_wake(m, addr, MEM_PAGE);
+}
+
+static void serve(struct memmgr *m, const struct uffd_msg *msg)
+{
+	uintptr_t base = (uintptr_t)m->gm->map, addr = msg->arg.pagefault.address & ~(uintptr_t)(MEM_PAGE - 1);
+	uint64_t flags = msg->arg.pagefault.flags;
+
+	atomic_fetch_add(&m->faults, 1);
+	if (addr < base || addr - base >= m->pages * (uintptr_t)MEM_PAGE) {
+		/* Not guest RAM: a staging page (never read while empty, but never hang on it). */
+		zero_map(m, (uint8_t *)addr, MEM_PAGE);
+		return;
+	}
+	pthread_mutex_lock(&m->lock);
+	if (flags & UFFD_PAGEFAULT_FLAG_WP)
+		serve_wp(m, (uint8_t *)addr);
+	else
+		serve_missing(m, (addr - base) / MEM_PAGE, flags & UFFD_PAGEFAULT_FLAG_WRITE);
+	pthread_mutex_unlock(&m->lock);
+}
+
+static void *fault_main(void *opaque)
+{
+	struct memmgr *m = opaque;
+	struct uffd_msg msgs[16];
+	struct pollfd fds[2] = { { .fd = m->uffd, .events = POLLIN }, { .fd = m->stop_fd, .events = POLLIN } };
+
+	while (!atomic_load(&m->stopping)) {
+		ssize_t n;
+
+		if (poll(fds, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("memory: poll on userfaultfd: %s", strerror(errno));
+			break;
+		}
+		if (fds[1].revents)
+			break;
+		n = read(m->uffd, msgs, sizeof(msgs));
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			log_error("memory: reading userfaultfd: %s", strerror(errno));
+			break;
+		}
+		for (ssize_t k = 0; k < n / (ssize_t)sizeof(msgs[0]); k++)
+			if (msgs[k].event == UFFD_EVENT_PAGEFAULT)
+				serve(m, &msgs[k]);
+	}
+	return NULL;
+}
+
+int fault_start(struct memmgr *m)
+{
+	int r = pthread_create(&m->fault_thread, NULL, fault_main, m);
+
+	if (r)
+		return -r;
+	pthread_setname_np(m->fault_thread, "mem-fault");
+	m->fault_started = true;
+	return 0;
+}

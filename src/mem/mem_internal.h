@@ -1,0 +1,143 @@
+/* Private to src/mem/: the memory manager's state, shared by mem.c (lifecycle, release, reset),
+ * features.c, fault.c (userfaultfd handler), capture.c, share.c (scanner), ksm.c and stats.c.
+ *
+ * Locking: `lock` guards the page states, the pool and the hash table. The scanner holds it for
+ * one chunk of pages at a time, the fault handler for one fault, mem_release for one call. While
+ * holding it, a thread touches only staging and pool pages, and guest pages that pagemap showed
+ * present (so no userfault can need the lock back). */
+#ifndef KVMM_MEM_INTERNAL_H
+#define KVMM_MEM_INTERNAL_H
+
+#include <kvmm/mem.h>
+
+#include "pool.h"
+#include "pstate.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define MEM_PAGE 4096u
+#define MEM_CHUNK 512u /* pages the scanner handles per lock hold: 2 MiB */
+#define CHUNK_WORDS (MEM_CHUNK / 64)
+
+/* One bit per page of a chunk. */
+struct chunkmap {
+	uint64_t w[CHUNK_WORDS];
+};
+
+static inline bool cm_test(const struct chunkmap *c, size_t i)
+{
+	return c->w[i / 64] >> (i % 64) & 1;
+}
+
+static inline void cm_set(struct chunkmap *c, size_t i)
+{
+	c->w[i / 64] |= 1ull << (i % 64);
+}
+
+static inline bool cm_empty(const struct chunkmap *c)
+{
+	for (unsigned k = 0; k < CHUNK_WORDS; k++)
+		if (c->w[k])
+			return false;
+	return true;
+}
+
+static inline unsigned cm_count(const struct chunkmap *c)
+{
+	unsigned n = 0;
+
+	for (unsigned k = 0; k < CHUNK_WORDS; k++)
+		n += (unsigned)__builtin_popcountll(c->w[k]);
+	return n;
+}
+
+/* /proc/PID/pagemap bits (Documentation/admin-guide/mm/pagemap.rst). */
+#define PM_PRESENT (1ull << 63)
+#define PM_SWAP (1ull << 62)
+#define PM_FILE (1ull << 61)
+#define PM_UFFD_WP (1ull << 57)
+#define PM_EXCLUSIVE (1ull << 56)
+
+struct memmgr {
+	struct gmem *gm;
+	const struct vm_config *cfg;
+	enum mem_share_mode mode;
+	enum mem_capture_mode capture;
+	struct mem_features feat;
+	uint64_t salt;           /* XXH3 seed: pages are shared only between equal salts */
+	size_t pages;            /* guest RAM pages (gm->map_size / 4 KiB) */
+
+	pthread_mutex_t lock;
+	struct pstate_table ps;
+	struct pool pool;
+	struct htab ht;
+	uint64_t share_cap;      /* most SHARED pages the VMA budget allows */
+	uint64_t file_vma_pages; /* pages with PS_FILE_VMA (each holds VMAs like a shared one) */
+	uint64_t capped_pass;    /* candidates the cap turned away in this pass */
+	uint8_t *skip;           /* scanner: low nibble passes still to skip, high nibble level */
+
+	int uffd;                /* -1 without */
+	int pagemap_fd;
+	int stop_fd;             /* eventfd: tells both threads to end */
+	int stats_fd;            /* --mem-stats-interval timer on the loop, -1 without */
+	struct loop *stats_loop;
+	uint8_t *stage;          /* MEM_CHUNK staging pages (registered with uffd in move mode) */
+	pthread_t fault_thread, share_thread;
+	bool fault_started, share_started;
+	_Atomic bool stopping;
+
+	_Atomic uint64_t rate;   /* scanner pages per second */
+	_Atomic unsigned cpu_pct;
+
+	/* Counters (atomics: stats read them without the lock). */
+	_Atomic uint64_t refaults, unshares, faults, scans, captures, captures_aborted, capped;
+	_Atomic uint64_t share_cpu_ns_done; /* CPU of sharing threads that ended (reset keeps them) */
+};
+
+static inline uint8_t *mem_hva(const struct memmgr *m, size_t page)
+{
+	return m->gm->map + (size_t)page * MEM_PAGE;
+}
+
+/* features.c */
+void features_detect(struct mem_features *f);
+void features_log(const struct mem_features *f);
+/* Opens a userfaultfd asking for `want` features; fills *got with what the kernel has. -errno. */
+int features_uffd_open(uint64_t want, uint64_t *got, const char **via);
+/* VMAs needed for sharing `pages` pages, and whether vm.max_map_count was (or could be) raised;
+ * returns the cap on SHARED pages. Pure apart from reading/writing the sysctl (root only). */
+uint64_t features_share_cap(uint64_t max_map_count, uint64_t vmas_now, uint64_t pages);
+int features_raise_map_count(struct mem_features *f, uint64_t pages);
+
+/* fault.c */
+int fault_register(struct memmgr *m, uint8_t *addr, size_t len);
+int fault_start(struct memmgr *m);
+/* Resolves a range the manager emptied (state ZERO/BALLOONED) if threads wait on it. */
+void fault_wake(struct memmgr *m, uint8_t *addr, size_t len);
+
+/* capture.c: takes the pages first + i (bit i of want; all present per pagemap, n <= MEM_CHUNK,
+ * lock held) into m->stage[i]; sets bit i of *got for each page captured. A captured page is a
+ * hole in guest RAM (a guest touch waits in the fault handler) with its content in staging. The
+ * caller ends each one with capture_restore (the same content back), capture_drop (the zero
+ * page) or a pool mapping (share.c), then calls capture_end. */
+int capture_pages(struct memmgr *m, size_t first, size_t n, const struct chunkmap *want,
+		  struct chunkmap *got);
+int capture_restore(struct memmgr *m, size_t page, size_t stage_index);
+int capture_drop(struct memmgr *m, size_t page);
+/* After a chunk: frees the staging pages that were not restored. */
+void capture_end(struct memmgr *m, size_t n);
+int pagemap_read(struct memmgr *m, size_t first, size_t n, uint64_t *out);
+
+/* share.c */
+int share_start(struct memmgr *m);
+/* Makes [first, first + n) plain anonymous, registered memory again (the pool mappings and
+ * written copies go). Lock held; contents are lost (the caller gives the pages up). */
+int share_unmap(struct memmgr *m, size_t first, size_t n);
+uint64_t share_thread_cpu_ns(struct memmgr *m);
+
+/* ksm.c */
+int ksm_setup(struct memmgr *m);
+void ksm_read(struct mem_stats *st);
+
+#endif

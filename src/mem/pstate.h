@@ -1,0 +1,65 @@
+/* Per-page state (DESIGN.md section 4): one byte per 4 KiB guest page, indexed by the page's
+ * offset in gmem's mapping. Pure: no syscalls, so every rule here is unit-tested. */
+#ifndef KVMM_MEM_PSTATE_H
+#define KVMM_MEM_PSTATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum pstate {
+	PS_PRESENT,    /* the kernel's: a host page, the zero page, or nothing yet (reads as zero) */
+	PS_ZERO,       /* kvmm dropped it because it was zero; reads as zero */
+	PS_SHARED,     /* maps a read-only pool page copy-on-write (side table: the slot) */
+	PS_BALLOONED,  /* the guest gave it back; reads as zero */
+	PS_COMPRESSED, /* in the LZ4 cache (memory manager part 2) */
+	PS_SWAPPED,    /* in the swap file (part 2) */
+	PS_NR,
+};
+
+#define PS_STATE_MASK 0x0f
+/* The page lives in a file-backed VMA: a pool mapping that the guest has written (copy-on-write
+ * gave it a private copy). It cannot be captured with UFFDIO_MOVE until it is made anonymous
+ * again (balloon, reset). */
+#define PS_FILE_VMA 0x10
+
+/* What the fault handler does for a missing-page fault on a page in a state. */
+enum fault_action {
+	FA_ZERO_WINDOW, /* never captured: map the zero page over it and its untouched neighbours */
+	FA_ZERO,        /* dropped (zero, ballooned): a zero page for this page only, a refault */
+	FA_WAKE,        /* resolved already (shared, or present again): wake the faulting thread */
+	FA_UNSUPPORTED, /* compressed, swapped: not in this build's manager */
+};
+
+struct pstate_table {
+	uint8_t *st;       /* one byte per page */
+	uint32_t *slot;    /* pool slot of each SHARED page */
+	size_t pages;
+	uint64_t count[PS_NR]; /* pages in each state */
+};
+
+int pstate_init(struct pstate_table *t, size_t pages);
+void pstate_free(struct pstate_table *t);
+/* Every page PRESENT, no slots (power-on, system reset). */
+void pstate_reset(struct pstate_table *t);
+
+static inline enum pstate pstate_get(const struct pstate_table *t, size_t i)
+{
+	return (enum pstate)(t->st[i] & PS_STATE_MASK);
+}
+
+static inline bool pstate_file_vma(const struct pstate_table *t, size_t i)
+{
+	return t->st[i] & PS_FILE_VMA;
+}
+
+/* Whether a page may go from one state to another (the memory manager's state machine). */
+bool pstate_allowed(enum pstate from, enum pstate to);
+/* Moves page i to state `to` (slot only for PS_SHARED), keeping the counts; -EINVAL (and no
+ * change) for a transition pstate_allowed refuses. file_vma sets or clears PS_FILE_VMA. */
+int pstate_set(struct pstate_table *t, size_t i, enum pstate to, uint32_t slot, bool file_vma);
+
+enum fault_action pstate_fault_action(enum pstate s);
+const char *pstate_name(enum pstate s);
+
+#endif

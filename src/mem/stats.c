@@ -1,0 +1,118 @@
+/* The manager's figures, in ESXi's words where it has them (configured, touched, consumed, zero,
+ * shared, shared-saved, ballooned), and the periodic log line of --mem-stats-interval. */
+#include "mem_internal.h"
+
+#include <kvmm/log.h>
+#include <kvmm/loop.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#define PAGEMAP_BATCH 4096u
+
+/* Guest pages backed by their own host page: present, mapped once, anonymous (pagemap). The zero
+ * page, pool pages and KSM pages are not exclusive, so they do not count. */
+static int64_t count_private(struct memmgr *m)
+{
+	uint64_t *pm = malloc(PAGEMAP_BATCH * sizeof(*pm));
+	int64_t n = 0;
+
+	if (!pm)
+		return -ENOMEM;
+	for (size_t first = 0; first < m->pages; first += PAGEMAP_BATCH) {
+		size_t k = m->pages - first < PAGEMAP_BATCH ? m->pages - first : PAGEMAP_BATCH;
+
+		if (pagemap_read(m, first, k, pm) < 0) {
+			free(pm);
+			return -EIO;
+		}
+		for (size_t i = 0; i < k; i++)
+			n += (pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) == (PM_PRESENT | PM_EXCLUSIVE) ||
+			     (pm[i] & PM_SWAP);
+	}
+	free(pm);
+	return n;
+}
+
+int mem_get_stats(struct memmgr *m, struct mem_stats *st)
+{
+	int64_t priv = count_private(m);
+	uint64_t counts[PS_NR], live;
+
+	memset(st, 0, sizeof(*st));
+	if (priv < 0)
+		return (int)priv;
+	pthread_mutex_lock(&m->lock);
+	memcpy(counts, m->ps.count, sizeof(counts));
+	live = m->pool.live;
+	pthread_mutex_unlock(&m->lock);
+
+	st->configured = m->gm->ram_size;
+	st->private_ = (uint64_t)priv * MEM_PAGE;
+	st->zero = counts[PS_ZERO] * MEM_PAGE;
+	st->shared = counts[PS_SHARED] * MEM_PAGE;
+	st->pool = live * MEM_PAGE;
+	st->ballooned = counts[PS_BALLOONED] * MEM_PAGE;
+	if (m->mode == MEM_SHARE_KSM) {
+		ksm_read(st);
+		st->shared = st->ksm_merging * MEM_PAGE;
+		/* KSM's stable pages are counted for the whole host: exact with one VM only. */
+		st->pool = st->ksm_pages_shared * MEM_PAGE;
+	}
+	st->shared_saved = st->shared > st->pool ? st->shared - st->pool : 0;
+	st->consumed = st->private_ + st->pool;
+	st->touched = st->private_ + st->shared;
+	st->share_capped = atomic_load(&m->capped);
+	st->refaults = atomic_load(&m->refaults);
+	st->unshares = atomic_load(&m->unshares);
+	st->faults = atomic_load(&m->faults);
+	st->share_scans = atomic_load(&m->scans);
+	st->share_cpu_ns = share_thread_cpu_ns(m);
+	st->captures = atomic_load(&m->captures);
+	st->captures_aborted = atomic_load(&m->captures_aborted);
+	return 0;
+}
+
+void mem_log_stats(struct memmgr *m)
+{
+	struct mem_stats s;
+
+	if (mem_get_stats(m, &s) < 0)
+		return;
+	log_info("memory: configured %llu MiB, touched %llu, consumed %llu, zero %llu, shared %llu "
+		 "(saved %llu, pool %llu), ballooned %llu MiB; refaults %llu, unshares %llu, "
+		 "scans %llu, sharing CPU %.2f s",
+		 (unsigned long long)(s.configured >> 20), (unsigned long long)(s.touched >> 20),
+		 (unsigned long long)(s.consumed >> 20), (unsigned long long)(s.zero >> 20),
+		 (unsigned long long)(s.shared >> 20), (unsigned long long)(s.shared_saved >> 20),
+		 (unsigned long long)(s.pool >> 20), (unsigned long long)(s.ballooned >> 20),
+		 (unsigned long long)s.refaults, (unsigned long long)s.unshares,
+		 (unsigned long long)s.share_scans, (double)s.share_cpu_ns / 1e9);
+}
+
+static void stats_tick(void *opaque, uint32_t events)
+{
+	struct memmgr *m = opaque;
+	uint64_t expirations;
+
+	(void)events;
+	if (read(m->stats_fd, &expirations, sizeof(expirations)) == sizeof(expirations))
+		mem_log_stats(m);
+}
+
+int mem_stats_timer(struct memmgr *m, struct loop *loop, unsigned seconds)
+{
+	struct itimerspec its = { .it_interval = { .tv_sec = seconds }, .it_value = { .tv_sec = seconds } };
+
+	if (!seconds)
+		return 0;
+	m->stats_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (m->stats_fd < 0 || timerfd_settime(m->stats_fd, 0, &its, NULL) < 0)
+		return -errno;
+	m->stats_loop = loop;
+	return loop_add(loop, m->stats_fd, EPOLLIN, stats_tick, m);
+}
