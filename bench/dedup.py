@@ -5,7 +5,7 @@ For each VMM -- kvmm with its own sharing (`--mem-share tps`), kvmm driving the 
 (`--mem-share ksm`) and QEMU with KSM at the kernel's defaults (`-machine mem-merge=on`) -- RUNS times,
 interleaved: boot a 1280 MiB, 1-vCPU test guest that fills 1 GiB with 50% duplicate pages (16
 templates), 30% zero pages and 20% unique random pages, then idles (busy-waiting, no exits) with a
-verify of every page after each idle chunk. Meanwhile, every 0.25 s (every 1 s from 30 s after the fill on):
+verify of every page after each idle chunk. Meanwhile, every 0.25 s from the fill line to 30 s after it, every 1 s before and after:
   - the VMM process's PSS (/proc/PID/smaps_rollup: a page shared by N mappings counts 1/N each, so
     merged pages count once) and the test host's MemAvailable;
   - the sharing CPU: ksmd's utime+stime (QEMU, kvmm ksm) plus kvmm's sharing threads (kvmm);
@@ -17,8 +17,9 @@ Definitions (time origin: the arrival of the guest's `KVMM test=fill ...` line):
   saving(t) = baseline - PSS(t), clipped at 0, for t >= 0 only (before the fill ends the guest has
               not written everything yet, so the difference means nothing; a VMM that shares during
               the fill starts at t = 0 with what it already saved);
-  t90       = the first time saving reaches 90% of possible (linear between samples), CPU-to-90% the
-              sharing CPU from the VMM's start to t90 (linear likewise), CPU total to the run's end.
+  t90       = the first time saving reaches 90% of possible (linear between samples; 0 when the first
+              sample, read at the fill line, already has it), CPU-to-90% the sharing CPU from the VMM's
+              start to t90 (linear likewise), CPU total to the run's end.
 A run ends when saving has reached 90% and then grown by less than 1% of possible over FLAT s (at
 least FLAT s after t90), or at TIMEOUT s after the fill ("not reached"). Then the next verify line is
 awaited; every verify must report 0 mismatches. KSM is reset before every run: `run` = 2 (unmerge
@@ -50,9 +51,9 @@ VMMS = os.environ.get("VMMS", "kvmm-tps,kvmm-ksm,qemu").split(",")
 TIMEOUT = float(os.environ.get("TIMEOUT_RUN", "300"))  # s after the fill line
 FLAT = 10.0          # s of (almost) no growth after t90 that end a run
 FLAT_FRAC = 0.01     # "almost no growth": less than this fraction of the possible saving
-SAMPLE = 0.25        # s between samples up to SLOW_AFTER s after the fill,
+SAMPLE = 0.25        # s between samples from the fill line to SLOW_AFTER s after it,
 SLOW_AFTER = 30.0
-SLOW_SAMPLE = 1.0    # then this: smaps_rollup of a KSM-merged 1 GiB guest costs ~40 ms of test host CPU,
+SLOW_SAMPLE = 1.0    # before and after that: smaps_rollup of a KSM-merged 1 GiB guest costs ~40 ms of test host CPU,
                      # which competes with ksmd (the vCPU spins on the other CPU)
 QUERY_EVERY = 1.0    # s between kvmm's QMP queries
 MiB = 1 << 20
@@ -316,9 +317,10 @@ class Sampler:
         now = time.monotonic()
         if not force and now < self.next:
             return None
-        self.next = now + (SAMPLE if self.t0 is None or now - self.t0 < SLOW_AFTER else SLOW_SAMPLE)
+        fast = self.t0 is not None and now - self.t0 < SLOW_AFTER
+        self.next = now + (SAMPLE if fast else SLOW_SAMPLE)
         pss = pss_kib(self.pid)
-        now = time.monotonic()
+        now = (now + time.monotonic()) / 2  # the read's middle: smaps_rollup may take a second
         parts = self.cpu_parts()
         s = {"t": now, "pss_kib": pss, "avail_kib": memavail_kib(), "cpu": round(self.share_cpu(parts), 3),
              "ksmd": round(parts["ksmd"] - self.cpu0["ksmd"], 3), "threads": round(parts["threads"], 3),
@@ -382,6 +384,9 @@ def run_once(vmm, i, ksmd):
         first = sm.sample(force=True)
         fill_idx = len(sm.samples) - 1
         t90 = cpu90 = None
+        if saving(first) >= goal:  # already there when the fill ended (shared while the guest wrote)
+            t90, cpu90 = 0.0, first["cpu"]
+            log(f"{vmm} run {i}: 90% ({goal / MiB:.0f} MiB) already at the fill line, sharing CPU {cpu90:.2f} s")
         stop_reason = "timeout"
         verify_start = fill[0] + 1
         while True:

@@ -23,6 +23,9 @@ for line in open(data):
     elif "t90" not in r:
         failed.append(r)
     else:
+        if r.get("t90") and r.get("saving_at_fill_mib", 0) >= r["goal_mib"]:
+            # dedup.py before it checked the sample at the fill line itself: 90% was there at t = 0
+            r["t90"], r["cpu90"] = 0.0, r["cpu_at_fill"]
         rows.append(r)  # a row with a failed verify keeps its figures, and is flagged below
 
 ORDER = ("kvmm-tps", "kvmm-ksm", "qemu")
@@ -57,8 +60,10 @@ timeout = max((r["end_s"] for r in rows if r["stop"] == "timeout"), default=None
 def speedup(vmm):
     """t90 of QEMU+KSM over t90 of vmm (">=" when KSM did not get there: then its run's length)."""
     a, b = med(vmm, t90), med("qemu", t90)
-    if a is None or b is None or a in (0, INF):
-        return "n/a" if a != 0 else "n/a (t90 = 0)"
+    if a == 0:
+        return "inf (90% before the fill ended)"
+    if a is None or b is None or a == INF:
+        return "n/a"
     if b == INF:
         return f">= {timeout / a:.1f}" if timeout else "n/a"
     return f"{b / a:.1f}"
@@ -83,28 +88,29 @@ lines = ["<!-- dedup:begin -->", "## Page sharing (bench/dedup.sh)", "",
          "sleep_millisecs 20, written before every run after unmerging everything). "
          f"*Possible saving*: (zero + dup - 16) pages = {f(possible, '{:.0f}')} MiB. "
          "*Saving(t)*: the VMM's PSS at the guest's banner + the bytes the fill wrote (workload and the "
-         "guest's checksum table) - PSS(t), clipped at 0, sampled every 0.25 s from the `KVMM test=fill` "
-         "line (t = 0; kvmm tps may already have shared pages during the fill, which then count at t = 0). "
-         "*t90*: first time saving >= 90% of possible. *CPU*: sharing CPU from the VMM's start: ksmd "
+         "guest's checksum table) - PSS(t), clipped at 0, from the `KVMM test=fill` "
+         "line on (t = 0; kvmm tps may already have shared pages during the fill, which then count at t = 0). "
+         "*t90*: first time saving >= 90% of possible (0: already at the fill line). *CPU*: sharing CPU from the VMM's start: ksmd "
          "(utime+stime) for QEMU, kvmm's `mem-share` + `mem-fault` threads for kvmm tps, both for kvmm ksm; "
          "*peak cores*: the most of it in any 1 s. A run ends 10 s after t90 once saving grew < 1% of "
          "possible over 10 s, or at the time-out. *Final*: mean saving over the last 2 s. "
          "*PSS at t=0 - baseline*: negative when the VMM shared during the fill, positive when its PSS grew by "
          "more than the guest wrote (then its saving is understated by that much). "
-         "*MemAvailable*: the test host's gain from t = 0 to the end (a cross-check of PSS). Samples are "
-         "0.25 s apart up to 30 s after the fill, 1 s apart afterwards (reading smaps_rollup of a merged "
-         "guest costs the test host CPU that ksmd needs).", "",
-         "| VMM | t90 (s) | CPU to t90 (s) | CPU total (s) | peak cores | final saving (MiB) | final / possible | "
+         "*fill*: banner to fill line, the guest writing 1 GiB (a VMM that shares while the guest writes "
+         "slows it down; its sharing CPU meanwhile counts in *CPU*). *MemAvailable*: the test host's gain from t = 0 to the end (a cross-check of PSS). Samples are "
+         "0.25 s apart from the fill line to 30 s after it, 1 s apart before and after (reading smaps_rollup "
+         "of a shared guest costs the test host CPU the sharing needs).", "",
+         "| VMM | fill (s) | t90 (s) | CPU to t90 (s) | CPU total (s) | peak cores | final saving (MiB) | final / possible | "
          "PSS at t=0 - baseline (MiB) | MemAvailable gained (MiB) | verifies (mismatches) |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
 for vmm in vmms:
     if not any(r["vmm"] == vmm for r in rows):
-        lines.append(f"| {NAMES[vmm]} | failed |  |  |  |  |  |  |  |  |")
+        lines.append(f"| {NAMES[vmm]} | failed |  |  |  |  |  |  |  |  |  |")
         continue
     ver = sum(r["verifies"] for r in rows if r["vmm"] == vmm)
     mis = sum(r["mismatches"] for r in rows if r["vmm"] == vmm)
     lines.append(
-        f"| {NAMES[vmm]} | {f(med(vmm, t90), '{:.2f}')} | {f(med(vmm, cpu90), '{:.2f}')} | "
+        f"| {NAMES[vmm]} | {f(med(vmm, lambda r: r['fill_s']))} | {f(med(vmm, t90), '{:.2f}')} | {f(med(vmm, cpu90), '{:.2f}')} | "
         f"{f(med(vmm, lambda r: r['cpu_total']), '{:.2f}')} | {f(med(vmm, lambda r: r['peak_cores']), '{:.2f}')} | "
         f"{f(med(vmm, lambda r: r['final_mib']), '{:.0f}')} | {f(med(vmm, lambda r: r['final_frac']), '{:.3f}')} | "
         f"{f(med(vmm, lambda r: r.get('pss_fill_over_baseline_mib')), '{:+.0f}')} | "
@@ -112,22 +118,32 @@ for vmm in vmms:
 peers = [v for v in vmms if v != "qemu" and "qemu" in vmms]
 if peers:
     lines += ["", "| ratio | t90 speed-up (QEMU / kvmm) | CPU to t90 (kvmm / QEMU) | CPU total (kvmm / QEMU) | "
-                  "final saving (kvmm / QEMU) |", "|---|---|---|---|---|"]
+                  "final saving (kvmm / QEMU) | guest's fill time (kvmm / QEMU) |", "|---|---|---|---|---|---|"]
     for vmm in peers:
         lines.append(f"| {NAMES[vmm]} / QEMU + KSM | {speedup(vmm)} | {ratio(vmm, cpu90)} | "
-                     f"{ratio(vmm, lambda r: r['cpu_total'])} | {ratio(vmm, lambda r: r['final_mib'])} |")
+                     f"{ratio(vmm, lambda r: r['cpu_total'])} | {ratio(vmm, lambda r: r['final_mib'])} | "
+                     f"{ratio(vmm, lambda r: r['fill_s'])} |")
 if "kvmm-tps" in vmms and any(r["vmm"] == "kvmm-tps" for r in rows):
     t, pc = med("kvmm-tps", t90), med("kvmm-tps", lambda r: r["peak_cores"])
     fr = ratio("kvmm-tps", lambda r: r["final_mib"])
     su = speedup("kvmm-tps")
     try:
-        su_ok = float(su.lstrip(">= ")) >= 10
+        su_ok = su.startswith("inf") or float(su.lstrip(">= ")) >= 10
     except ValueError:
         su_ok = None
+    def equal_final(fr):
+        """Against QEMU+KSM's final saving when KSM converged (a run that ended flat), else against
+        the possible saving less KSM's own floor (max_page_sharing 256 keeps ~0.5% more copies)."""
+        if any(r["vmm"] == "qemu" and r["stop"] == "flat" for r in rows):
+            return "equal final saving (within 2% of QEMU+KSM's)", fr != "n/a" and abs(float(fr) - 1) <= 0.02
+        frac = med("kvmm-tps", lambda r: r["final_frac"])
+        return ("equal final saving (KSM did not converge here: at least 98% of possible instead)",
+                frac is not None and frac >= 0.98)
+
     checks = [("90% within 10 s", t is not None and t <= 10),
               ("at most one core", pc is not None and pc <= 1.0),
               ("at least 10x faster than KSM's defaults", su_ok),
-              ("equal final saving (within 2%)", fr != "n/a" and abs(float(fr) - 1) <= 0.02)]
+              equal_final(fr)]
     lines += ["", "Issue 6's targets for kvmm tps: " + "; ".join(
         f"{what}: {'met' if ok else 'n/a' if ok is None else 'NOT met'}" for what, ok in checks) + "."]
 settings = [r for r in rows if r["vmm"] == "kvmm-ksm" and r.get("ksm_settings_end")]
@@ -165,11 +181,11 @@ for vmm in vmms:
     parts.append(f"'{path}' using 1:2 with lines lw 2 title '{NAMES[vmm]}'")
 png = os.path.join(os.path.dirname(doc), "dedup.png")
 if parts and possible:
-    script = f"""set terminal pngcairo size 900,480
+    script = f"""set terminal pngcairo size 900,520
 set output '{png}'
 set title 'Page sharing: 1 GiB test guest, 50% dup + 30% zero (test host, TCG: compare ratios)'
 set grid
-set key left top
+set key below horizontal
 set xlabel 'seconds after the fill'
 set ylabel 'host memory saved (MiB, from PSS)'
 set yrange [0:{possible * 1.1:.0f}]
@@ -188,5 +204,6 @@ summary = "; ".join(
     f"{f(med(v, lambda r: r['cpu_total']), '{:.2f}')} s total, final {f(med(v, lambda r: r['final_mib']), '{:.0f}')} MiB"
     for v in vmms if any(r["vmm"] == v for r in rows))
 ratios = "; ".join(f"{NAMES[v]} vs QEMU+KSM: speed-up {speedup(v)}, CPU to 90% ratio {ratio(v, cpu90)}, "
-                   f"final saving ratio {ratio(v, lambda r: r['final_mib'])}" for v in peers)
+                   f"final saving ratio {ratio(v, lambda r: r['final_mib'])}, fill time ratio {ratio(v, lambda r: r['fill_s'])}"
+                   for v in peers)
 print("page sharing: " + (summary or "no successful run") + (f" | {ratios}" if ratios else ""))
