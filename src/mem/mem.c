@@ -222,6 +222,7 @@ void mem_destroy(struct memmgr *m)
 	htab_free(&m->ht);
 	pstate_free(&m->ps);
 	free(m->skip);
+	free(m->seen);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
@@ -312,6 +313,8 @@ int mem_reset(struct memmgr *m, struct gmem *gm)
 	}
 	if (m->skip)
 		memset(m->skip, 0, m->pages);
+	if (m->seen)
+		memset(m->seen, 0, m->pages * sizeof(*m->seen));
 	pstate_reset(&m->ps);
 	m->file_vma_pages = 0;
 	pthread_mutex_unlock(&m->lock);

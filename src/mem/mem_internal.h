@@ -76,6 +76,7 @@ struct memmgr {
 	uint64_t file_vma_pages; /* pages with PS_FILE_VMA (each holds VMAs like a shared one) */
 	uint64_t capped_pass;    /* candidates the cap turned away in this pass */
 	uint8_t *skip;           /* scanner: low nibble passes still to skip, high nibble level */
+	uint32_t *seen;          /* scanner: what each page read as in the last pass (0: not seen) */
 
 	int uffd;                /* -1 without */
 	int pagemap_fd;

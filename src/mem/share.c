@@ -7,9 +7,9 @@
  *   checked again (all zero, or memcmp against the pool page, never the hash alone) and the page
  *   is dropped (ZERO), mapped to the pool page copy-on-write (SHARED), or given back unchanged.
  * A page that matched a hint becomes a new pool slot, and the hint page is then captured and
- * compared in turn. Pages with unique content are skipped for 1, 3, 7, then 15 passes (the
- * pages KSM's smart scan skips). The pass is paced to the configured pages per second and CPU
- * share of one core. */
+ * compared in turn. A page is taken only when it read the same in the previous pass. Pages with
+ * unique content are skipped for 1, 3, 7, then 15 passes (the pages KSM's smart scan skips). The
+ * pass is paced to the configured pages per second and CPU share of one core. */
 #include "mem_internal.h"
 
 #include <kvmm/log.h>
@@ -147,6 +147,7 @@ static void classify(struct memmgr *m, struct chunk *c, size_t first, size_t i)
 	size_t page = first + i;
 	const uint8_t *p = mem_hva(m, page);
 	struct htab_entry *e;
+	uint32_t sig = 2; /* what the page read as: 1 zero, else its hash with bit 1 set */
 
 	c->cand[i] = C_NONE;
 	if (m->skip[page] & 0x0f) {
@@ -155,8 +156,10 @@ static void classify(struct memmgr *m, struct chunk *c, size_t first, size_t i)
 	}
 	if (mem_page_is_zero(p)) {
 		c->cand[i] = C_ZERO;
+		sig = 1;
 	} else if (m->mode == MEM_SHARE_TPS) {
 		c->hash[i] = page_hash(m, p);
+		sig = (uint32_t)c->hash[i] | 2;
 		e = htab_find(&m->ht, c->hash[i]);
 		if (e && e->kind == HT_SLOT) {
 			c->cand[i] = C_SLOT;
@@ -175,6 +178,13 @@ static void classify(struct memmgr *m, struct chunk *c, size_t first, size_t i)
 				htab_put(&m->ht, c->hash[i], HT_HINT, (uint32_t)page);
 			}
 		}
+	}
+	/* Only a page that read the same in the previous pass is taken: one being written now
+	 * (a guest filling memory, a kernel zeroing pages it is about to use) would be taken at the
+	 * cost of TLB flushes and given back at once, as KSM skips volatile pages. */
+	if (m->seen[page] != sig) {
+		m->seen[page] = sig;
+		c->cand[i] = C_NONE;
 	}
 	if (c->cand[i] != C_NONE) {
 		cm_set(&c->want, i);
@@ -326,7 +336,8 @@ int share_start(struct memmgr *m)
 	int r;
 
 	m->skip = calloc(m->pages, 1);
-	if (!m->skip)
+	m->seen = calloc(m->pages, sizeof(*m->seen));
+	if (!m->skip || !m->seen)
 		return -ENOMEM;
 	r = pthread_create(&m->share_thread, NULL, share_main, m);
 	if (r)
