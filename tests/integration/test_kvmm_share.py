@@ -44,8 +44,10 @@ def query(vm, q):
     return q.cmd("x-kvmm-query-memory")["return"]
 
 
-def settle(vm, q, key_fn, timeout=300, still=6):
-    """Polls until key_fn(stats) has not grown for `still` seconds; returns the last stats."""
+def settle(vm, q, key_fn, timeout=300, still=10):
+    """Polls until key_fn(stats) has grown from 0 and then not grown for `still` seconds; returns
+    the last stats. (The scanner takes a page only once it read the same in two passes, so
+    nothing happens during its first pass after the fill.)"""
     end = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < end:
@@ -53,7 +55,7 @@ def settle(vm, q, key_fn, timeout=300, still=6):
         v = key_fn(st)
         if last is None or v > last:
             last, since = v, time.monotonic()
-        elif time.monotonic() - since >= still:
+        elif last > 0 and time.monotonic() - since >= still:
             return st
         time.sleep(1)
     return query(vm, q)
