@@ -85,7 +85,7 @@ check(vm.guest_status() == 0, "off: every verify passed")
 
 # tps: saving measured against off, by PSS and by MemAvailable.
 kernel0 = meminfo()
-vm, q, avail0 = fill_and_hold("tps", 60)
+vm, q, avail0 = fill_and_hold("tps", 90)
 st = settle(vm, q, lambda s: s["zero"] + s["shared-saved"])
 tps_pss, avail = measure(vm)
 kernel1 = meminfo()
