@@ -44,7 +44,7 @@ import time
 REPO = os.environ.get("KVMM_REPO", os.getcwd())
 BUILD = os.environ.get("KVMM_BUILD", os.path.join(REPO, "build", "release"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-from kvmmtest import Qmp  # noqa: E402  (the repo's QMP client)
+from kvmmtest import Qmp, pss_kib  # noqa: E402  (the repo's QMP client and PSS reader)
 
 RUNS = int(os.environ.get("RUNS", "1"))
 VMMS = os.environ.get("VMMS", "kvmm-tps,kvmm-ksm,qemu").split(",")
@@ -123,14 +123,6 @@ def qemu_command(sock):
 
 
 # --- host-side figures ---
-
-def pss_kib(pid):
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    return 0
-
 
 def memavail_kib():
     with open("/proc/meminfo") as f:

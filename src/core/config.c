@@ -281,25 +281,31 @@ static int set_share_rate(struct config_ctx *ctx, const char *value)
 	return 0;
 }
 
-static int set_share_cpu(struct config_ctx *ctx, const char *value)
+/* "1" to "100", with or without a trailing '%'. */
+static int parse_percent(const char *value, unsigned *pct)
 {
 	char digits[8];
 	size_t len = strlen(value);
-	uint64_t pct;
+	uint64_t n;
 
 	if (len && value[len - 1] == '%')
 		len--;
 	if (len == 0 || len >= sizeof(digits))
-		goto bad;
+		return -EINVAL;
 	memcpy(digits, value, len);
 	digits[len] = '\0';
-	if (parse_uint(digits, 100, &pct) < 0 || pct == 0)
-		goto bad;
-	ctx->cfg->mem_share_cpu = (unsigned)pct;
+	if (parse_uint(digits, 100, &n) < 0 || n == 0)
+		return -EINVAL;
+	*pct = (unsigned)n;
 	return 0;
-bad:
-	return config_fail(ctx, -EINVAL, "'%s' is not a valid percentage of one core: use 1 to 100",
-			   value);
+}
+
+static int set_share_cpu(struct config_ctx *ctx, const char *value)
+{
+	if (parse_percent(value, &ctx->cfg->mem_share_cpu) < 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not a valid percentage of one core: use 1 to 100",
+				   value);
+	return 0;
 }
 
 static int set_capture(struct config_ctx *ctx, const char *value)
@@ -332,23 +338,10 @@ static int set_compress(struct config_ctx *ctx, const char *value)
 
 static int set_compress_max(struct config_ctx *ctx, const char *value)
 {
-	char digits[8];
-	size_t len = strlen(value);
-	uint64_t pct;
-
-	if (len && value[len - 1] == '%')
-		len--;
-	if (len == 0 || len >= sizeof(digits))
-		goto bad;
-	memcpy(digits, value, len);
-	digits[len] = '\0';
-	if (parse_uint(digits, 100, &pct) < 0 || pct == 0)
-		goto bad;
-	ctx->cfg->mem_compress_max_pct = (unsigned)pct;
+	if (parse_percent(value, &ctx->cfg->mem_compress_max_pct) < 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not a valid percentage: use 1 to 100, e.g. 10%%",
+				   value);
 	return 0;
-bad:
-	return config_fail(ctx, -EINVAL, "'%s' is not a valid percentage: use 1 to 100, e.g. 10%%",
-			   value);
 }
 
 static int set_swap(struct config_ctx *ctx, const char *value)

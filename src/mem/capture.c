@@ -110,15 +110,17 @@ static int copy_back(struct memmgr *m, size_t page, size_t s);
 static int capture_move(struct memmgr *m, size_t first, size_t n, const struct chunkmap *want,
 			struct chunkmap *got)
 {
-	size_t a = 0, len;
+	size_t len;
 
-	for (; next_run(m, first, n, want, &a, &len); a += len) {
+	/* Runs of wanted pages only, no bridging: each page moved costs the same. */
+	for (size_t a = 0; a < n; a += len ? len : 1) {
 		size_t moved = 0, i;
 		int r;
 
-		/* Only the wanted pages: no bridging, each page moved costs the same. */
 		for (len = 0; a + len < n && cm_test(want, a + len); len++)
 			;
+		if (!len)
+			continue;
 		r = move_run(m, first + a, len, a, &moved);
 		for (i = 0; i < moved; i++)
 			cm_set(got, a + i);

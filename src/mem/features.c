@@ -38,10 +38,11 @@ static uint64_t read_u64(const char *path, uint64_t dflt)
 
 /* A userfaultfd that also sees faults taken in the kernel (KVM's gup), which rules out
  * UFFD_USER_MODE_ONLY: the syscall needs CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1;
- * /dev/userfaultfd (Linux 6.1+) needs only access to the device node. */
-int features_uffd_open(uint64_t want, uint64_t *got, const char **via)
+ * /dev/userfaultfd (Linux 6.1+) needs only access to the device node. UFFDIO_API reports every
+ * feature the kernel has, whatever was asked, so features = 0 probes. */
+int features_uffd_open(uint64_t features, uint64_t *got, const char **via)
 {
-	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
 	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
 	int err;
 
@@ -63,42 +64,12 @@ int features_uffd_open(uint64_t want, uint64_t *got, const char **via)
 			return -err;
 		}
 	}
-	/* Ask for everything wanted that the kernel has: a probe fd reports the kernel's set. */
-	api.features = 0;
 	if (ioctl(fd, UFFDIO_API, &api) < 0) {
 		err = -errno;
 		close(fd);
 		return err;
 	}
 	*got = api.features;
-	if (!want)
-		return fd;
-	close(fd);
-	return features_uffd_open_exact(want & *got, via);
-}
-
-int features_uffd_open_exact(uint64_t features, const char **via)
-{
-	struct uffdio_api api = { .api = UFFD_API, .features = features };
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-
-	if (fd < 0) {
-		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-
-		if (dev < 0)
-			return -errno;
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		close(dev);
-		if (fd < 0)
-			return -errno;
-		*via = "/dev/userfaultfd";
-	}
-	if (ioctl(fd, UFFDIO_API, &api) < 0) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
 	return fd;
 }
 

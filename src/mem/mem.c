@@ -85,9 +85,10 @@ static int setup_uffd(struct memmgr *m)
 {
 	uint64_t want = m->capture == MEM_CAPTURE_MOVE ? UFFD_FEATURE_MOVE : UFFD_FEATURE_PAGEFAULT_FLAG_WP;
 	const char *via;
+	uint64_t got;
 	int r;
 
-	m->uffd = features_uffd_open_exact(want, &via);
+	m->uffd = features_uffd_open(want, &got, &via);
 	if (m->uffd < 0) {
 		log_error("memory: userfaultfd: %s", strerror(-m->uffd));
 		return m->uffd;

@@ -114,8 +114,11 @@ static inline bool mem_page_is_zero(const uint8_t *p)
 /* features.c */
 void features_detect(struct mem_features *f);
 void features_log(const struct mem_features *f);
-/* Opens a userfaultfd asking for `want` features; fills *got with what the kernel has. -errno. */
-int features_uffd_open(uint64_t want, uint64_t *got, const char **via);
+/* Opens a userfaultfd with `features` enabled (0: none, to probe); *got is every feature the
+ * kernel has, *via how it was opened (or why it could not be). -errno. */
+int features_uffd_open(uint64_t features, uint64_t *got, const char **via);
+/* Lines of /proc/self/maps now: the VMAs this process has. */
+uint64_t features_vmas_now(void);
 /* VMAs needed for sharing `pages` pages, and whether vm.max_map_count was (or could be) raised;
  * returns the cap on SHARED pages. Pure apart from reading/writing the sysctl (root only). */
 uint64_t features_share_cap(uint64_t max_map_count, uint64_t vmas_now, uint64_t pages);

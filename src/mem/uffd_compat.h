@@ -27,7 +27,4 @@ struct uffdio_move {
 #define UFFDIO_MOVE _IOWR(UFFDIO, _UFFDIO_MOVE, struct uffdio_move)
 #endif
 
-int features_uffd_open_exact(uint64_t features, const char **via);
-uint64_t features_vmas_now(void);
-
 #endif
