@@ -54,6 +54,20 @@ struct mem_stats {
 	uint64_t captures_aborted; /* captures given back: content changed or the guest wrote */
 	/* ksm mode: the kernel's counters (pages), /proc/self/ksm_stat and /sys/kernel/mm/ksm. */
 	uint64_t ksm_merging, ksm_zero, ksm_pages_shared, ksm_pages_sharing, ksm_full_scans;
+	/* Reclaim (part 2). */
+	uint64_t target;         /* what consumed is held to: max(min(limit, hostd's), reservation) */
+	uint64_t limit, reservation;
+	uint64_t compressed;     /* guest pages in the compression cache (bytes of guest memory) */
+	uint64_t compress_saved; /* compressed minus the cache memory holding them */
+	uint64_t zcache;         /* host memory the compression cache holds (counted in consumed) */
+	uint64_t swapped;        /* guest pages in the swap file (bytes) */
+	uint64_t swap_out, swap_in;       /* pages written to / read from swap, since start */
+	uint64_t compress_out, compress_in; /* pages compressed / decompressed, since start */
+	uint64_t reclaim_refaults; /* guest faults on compressed or swapped pages */
+	uint64_t active;         /* estimated active guest memory (sampling), bytes */
+	uint64_t balloon_asked;  /* what the reclaimer asked the balloon to hold, bytes */
+	uint64_t swap_errors, swap_corrupt;
+	bool swap_usable;
 };
 
 enum mem_capture_mode { MEM_CAPTURE_NONE, MEM_CAPTURE_MOVE, MEM_CAPTURE_WP };
@@ -88,6 +102,21 @@ const char *mem_share_name(enum mem_share_mode mode);
  * (0 keeps it). -EINVAL for values out of range. */
 int mem_set_share_rate(struct memmgr *m, uint64_t pages_per_sec, unsigned cpu_pct);
 void mem_get_share_rate(const struct memmgr *m, uint64_t *pages_per_sec, unsigned *cpu_pct);
+
+/* How mem_page_out stores the pages it takes. */
+enum mem_out { MEM_OUT_AUTO, MEM_OUT_COMPRESS, MEM_OUT_SWAP };
+
+/* Takes the pages of [gpa, gpa + len) that hold data out of guest RAM now, as the reclaimer does
+ * with cold pages: zero pages are dropped, the rest compressed (AUTO, COMPRESS: if it fits in
+ * 2 KiB and the cache has room) or written to swap (AUTO, SWAP). A page that can go nowhere stays.
+ * For tests and benchmarks (QMP x-kvmm-page-out). Returns the pages taken, -ENOTSUP without
+ * userfaultfd, -errno. */
+int64_t mem_page_out(struct memmgr *m, uint64_t gpa, uint64_t len, enum mem_out how);
+
+/* Live limit and reservation in bytes (UINT64_MAX keeps a value). -EINVAL when reservation >
+ * limit, limit > memory, or reclaim is off (no userfaultfd: --mem-share off/ksm without
+ * --mem-limit at start). */
+int mem_set_limits(struct memmgr *m, uint64_t limit, uint64_t reservation);
 
 /* One log line of stats; mem_stats_timer prints it every `seconds` (0: never) from the loop. */
 struct loop;
