@@ -224,9 +224,9 @@ Test(pstate, fault_action_and_name, .timeout = 10)
 	cr_expect_eq(pstate_fault_action(PS_ZERO), FA_ZERO);
 	cr_expect_eq(pstate_fault_action(PS_BALLOONED), FA_ZERO);
 	cr_expect_eq(pstate_fault_action(PS_SHARED), FA_WAKE);
-	cr_expect_eq(pstate_fault_action(PS_COMPRESSED), FA_UNSUPPORTED);
-	cr_expect_eq(pstate_fault_action(PS_SWAPPED), FA_UNSUPPORTED);
-	cr_expect_eq(pstate_fault_action(PS_NR), FA_UNSUPPORTED);
+	cr_expect_eq(pstate_fault_action(PS_COMPRESSED), FA_DECOMPRESS);
+	cr_expect_eq(pstate_fault_action(PS_SWAPPED), FA_SWAP_IN);
+	cr_expect_eq(pstate_fault_action(PS_NR), FA_WAKE);
 
 	cr_expect_str_eq(pstate_name(PS_PRESENT), "present");
 	cr_expect_str_eq(pstate_name(PS_ZERO), "zero");
