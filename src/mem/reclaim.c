@@ -185,15 +185,19 @@ size_t reclaim_chunk(struct memmgr *m, size_t first, size_t n, const struct chun
 		capture_restore(m, page, i);
 	}
 	if (nb) {
-		r = swapfile_write(m->swap, batch, nb, slots);
-		if (r < 0)
-			swap_write_failed(m, r);
+		/* As many as there are free slots; the rest stay. */
+		uint64_t room = swapfile_free_slots(m->swap);
+		unsigned nw = nb < room ? nb : (unsigned)room;
+
+		r = nw ? swapfile_write(m->swap, batch, nw, slots) : -ENOSPC;
+		if (r < 0 || nw < nb)
+			swap_write_failed(m, r < 0 ? r : -ENOSPC);
 		else
 			m->swap_full = false;
 		for (unsigned k = 0; k < nb; k++) {
 			size_t page = first + bidx[k];
 
-			if (r < 0) {
+			if (r < 0 || k >= nw) {
 				capture_restore(m, page, bidx[k]);
 				continue;
 			}
@@ -201,7 +205,7 @@ size_t reclaim_chunk(struct memmgr *m, size_t first, size_t n, const struct chun
 			taken++;
 		}
 		if (r >= 0)
-			atomic_fetch_add(&m->swap_out, nb);
+			atomic_fetch_add(&m->swap_out, nw);
 	}
 	capture_end(m, n);
 	return taken;
@@ -254,8 +258,12 @@ void reclaim_fault_in(struct memmgr *m, size_t page)
 		return;
 	}
 	if (r < 0) {
-		/* Stopping: release the faulting thread with the zero page; the slot stays. */
-		fault_wake(m, mem_hva(m, page), MEM_PAGE);
+		/* The VM is stopping (or would not stop): the faulting thread gets zeros, never the
+		 * damaged data, so that it can leave; the page's old content is gone. */
+		if (fill_hole(m, page, m->bounce) < 0 && errno != EEXIST)
+			fault_wake(m, mem_hva(m, page), MEM_PAGE);
+		reclaim_forget(m, page);
+		pstate_set(&m->ps, page, PS_PRESENT, 0, false);
 		return;
 	}
 	reclaim_forget(m, page);
