@@ -119,6 +119,16 @@ struct memmgr {
 	_Atomic uint64_t share_cpu_ns_done; /* CPU of sharing threads that ended (reset keeps them) */
 };
 
+/* Guest page `page` is backed by its own host page, which may be taken: present and mapped once;
+ * anonymous, or with --mem-backend memfd the VM's own memfd page (not a pool page). */
+static inline bool mem_pm_private(const struct memmgr *m, size_t page, uint64_t pm)
+{
+	if ((pm & (PM_PRESENT | PM_EXCLUSIVE)) != (PM_PRESENT | PM_EXCLUSIVE))
+		return false;
+	return !(pm & PM_FILE) || (m->gm->backend == MEM_BACKEND_MEMFD &&
+				   pstate_get(&m->ps, page) != PS_SHARED && !pstate_file_vma(&m->ps, page));
+}
+
 static inline uint8_t *mem_hva(const struct memmgr *m, size_t page)
 {
 	return m->gm->map + (size_t)page * MEM_PAGE;

@@ -302,7 +302,7 @@ uint64_t reclaim_consumed_extra(struct memmgr *m)
 	if (!m->zc_on)
 		return 0;
 	zcache_get_stats(&m->zc, &zs);
-	return zs.arena_bytes;
+	return zs.arena_bytes + zs.meta_bytes;
 }
 
 int64_t mem_page_out(struct memmgr *m, uint64_t gpa, uint64_t len, enum mem_out how)
@@ -328,9 +328,7 @@ int64_t mem_page_out(struct memmgr *m, uint64_t gpa, uint64_t len, enum mem_out 
 			if (pagemap_read(m, a, n, pm) == 0) {
 				for (size_t i = 0; i < n; i++)
 					if (pstate_get(&m->ps, a + i) == PS_PRESENT &&
-					    !pstate_file_vma(&m->ps, a + i) &&
-					    (pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) ==
-						    (PM_PRESENT | PM_EXCLUSIVE))
+					    !pstate_file_vma(&m->ps, a + i) && mem_pm_private(m, a + i, pm[i]))
 						cm_set(&want, i);
 				if (!cm_empty(&want))
 					taken += (int64_t)reclaim_chunk(m, a, n, &want, how);

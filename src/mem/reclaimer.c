@@ -35,6 +35,7 @@
 #define BALLOON_STALL_MS 2000      /* no growth for this long: it has given what it can */
 #define BALLOON_RETRY_MS 30000
 #define BALLOON_MAX_PCT 65         /* ESX Mem.CtlMaxPercent */
+#define HOLD_PAGES 64u             /* pages per lock hold: a guest fault waits for at most these */
 
 struct reclaimer {
 	uint64_t now_ms, next_age_ms;
@@ -150,11 +151,11 @@ static uint64_t consumed_pages(struct memmgr *m)
 /* Takes up to `want` pages at least m->min_age old, from the clock hand on. */
 static size_t sweep(struct memmgr *m, size_t want)
 {
-	uint64_t pm[MEM_CHUNK];
+	uint64_t pm[HOLD_PAGES];
 	size_t taken = 0, scanned = 0;
 
 	while (taken < want && scanned < m->pages && !atomic_load(&m->stopping)) {
-		size_t first = m->hand, n = m->pages - first < MEM_CHUNK ? m->pages - first : MEM_CHUNK;
+		size_t first = m->hand, n = m->pages - first < HOLD_PAGES ? m->pages - first : HOLD_PAGES;
 		struct chunkmap sel = { 0 };
 		size_t count = 0;
 
@@ -162,8 +163,7 @@ static size_t sweep(struct memmgr *m, size_t want)
 		if (pagemap_read(m, first, n, pm) == 0) {
 			for (size_t i = 0; i < n && taken + count < want; i++) {
 				if (pstate_get(&m->ps, first + i) != PS_PRESENT || pstate_file_vma(&m->ps, first + i) ||
-				    m->age[first + i] < m->min_age ||
-				    (pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) != (PM_PRESENT | PM_EXCLUSIVE))
+				    m->age[first + i] < m->min_age || !mem_pm_private(m, first + i, pm[i]))
 					continue;
 				cm_set(&sel, i);
 				count++;

@@ -226,7 +226,7 @@ static size_t share_chunk(struct memmgr *m, size_t first, size_t n, struct pendi
 
 		reconcile(m, page, c.pm[i]);
 		if (pstate_get(&m->ps, page) == PS_PRESENT && !pstate_file_vma(&m->ps, page) &&
-		    (c.pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) == (PM_PRESENT | PM_EXCLUSIVE))
+		    mem_pm_private(m, page, c.pm[i]))
 			classify(m, &c, first, i);
 	}
 	if (cm_empty(&c.want) || capture_pages(m, first, n, &c.want, &got) < 0)
@@ -254,7 +254,7 @@ static void share_pending(struct memmgr *m, const struct pending *p)
 	pthread_mutex_lock(&m->lock);
 	if (p->page >= m->pages || pstate_get(&m->ps, p->page) != PS_PRESENT ||
 	    pstate_file_vma(&m->ps, p->page) || pagemap_read(m, p->page, 1, &pm) < 0 ||
-	    (pm & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) != (PM_PRESENT | PM_EXCLUSIVE) ||
+	    !mem_pm_private(m, p->page, pm) ||
 	    !m->pool.ref[p->slot])
 		goto out;
 	c.cand[0] = C_SLOT;
@@ -349,11 +349,13 @@ int share_start(struct memmgr *m)
 
 int share_unmap(struct memmgr *m, size_t first, size_t n)
 {
-	void *p = mmap(mem_hva(m, first), n * MEM_PAGE, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+	int r = gmem_remap(m->gm, first * MEM_PAGE, n * MEM_PAGE);
 
-	if (p == MAP_FAILED)
-		return -errno;
+	if (r < 0)
+		return r;
+	/* memfd: the file under the range may still hold pages the guest gave up. */
+	if (m->gm->backend == MEM_BACKEND_MEMFD && (r = (int)gmem_punch(m->gm, first * MEM_PAGE, n * MEM_PAGE)) < 0)
+		return r;
 	/* Each page is plain anonymous memory now: PRESENT, out of the pool. */
 	for (size_t i = first; i < first + n; i++) {
 		if (pstate_get(&m->ps, i) == PS_SHARED)
