@@ -181,6 +181,7 @@ int share_start(struct memmgr *m);
 /* Makes [first, first + n) plain anonymous, registered memory again (the pool mappings and
  * written copies go). Lock held; contents are lost (the caller gives the pages up). */
 int share_unmap(struct memmgr *m, size_t first, size_t n);
+bool mem_nap(struct memmgr *m, int ms);
 uint64_t share_thread_cpu_ns(struct memmgr *m);
 
 /* reclaim.c */

@@ -55,14 +55,6 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static bool nap(struct memmgr *m, int ms)
-{
-	struct pollfd p = { .fd = m->stop_fd, .events = POLLIN };
-
-	poll(&p, 1, ms);
-	return !atomic_load(&m->stopping);
-}
-
 uint64_t mem_target(struct memmgr *m)
 {
 	uint64_t limit = atomic_load(&m->limit), res = atomic_load(&m->reservation);
@@ -278,7 +270,7 @@ static void *reclaim_main(void *opaque)
 			most = m->gm->regions[k].size / MEM_PAGE;
 	rc.bitmap = calloc((most + 63) / 64, 8);
 	m->min_age = AGE_COLD;
-	while (nap(m, TICK_MS))
+	while (mem_nap(m, TICK_MS))
 		tick(m, &rc);
 	free(rc.bitmap);
 	return NULL;

@@ -280,8 +280,8 @@ uint64_t share_thread_cpu_ns(struct memmgr *m)
 	return ns;
 }
 
-/* Sleeps ms unless told to stop; false when stopping. */
-static bool nap(struct memmgr *m, int ms)
+/* Sleeps ms unless told to stop (the scanner and the reclaimer); false when stopping. */
+bool mem_nap(struct memmgr *m, int ms)
 {
 	struct pollfd p = { .fd = m->stop_fd, .events = POLLIN };
 
@@ -298,7 +298,7 @@ static bool pace(struct memmgr *m, uint64_t scanned, uint64_t wall0, uint64_t cp
 	uint64_t due = scanned * 1000000000ull / (rate ? rate : 1), cpu_due = cpu * 100 / (pct ? pct : 1);
 	uint64_t wait = due > cpu_due ? due : cpu_due;
 
-	return wait > wall ? nap(m, (int)((wait - wall) / 1000000) + 1) : !atomic_load(&m->stopping);
+	return wait > wall ? mem_nap(m, (int)((wait - wall) / 1000000) + 1) : !atomic_load(&m->stopping);
 }
 
 static void *share_main(void *opaque)
@@ -325,7 +325,7 @@ static void *share_main(void *opaque)
 		atomic_fetch_add(&m->scans, 1);
 		atomic_store(&m->capped, m->capped_pass);
 		if (atomic_load(&m->captures) - atomic_load(&m->captures_aborted) == before &&
-		    !nap(m, IDLE_PASS_MS))
+		    !mem_nap(m, IDLE_PASS_MS))
 			break;
 	}
 	return NULL;
