@@ -338,7 +338,7 @@ int64_t mem_page_out(struct memmgr *m, uint64_t gpa, uint64_t len, enum mem_out 
 			size_t n = b - a < MEM_CHUNK ? b - a : MEM_CHUNK;
 			struct chunkmap want = { 0 };
 
-			pthread_mutex_lock(&m->lock);
+			mem_lock_background(m);
 			if (pagemap_read(m, a, n, pm) == 0) {
 				for (size_t i = 0; i < n; i++)
 					if (pstate_get(&m->ps, a + i) == PS_PRESENT &&

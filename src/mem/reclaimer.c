@@ -151,7 +151,7 @@ static size_t sweep(struct memmgr *m, size_t want)
 		struct chunkmap sel = { 0 };
 		size_t count = 0;
 
-		pthread_mutex_lock(&m->lock);
+		mem_lock_background(m);
 		if (pagemap_read(m, first, n, pm) == 0) {
 			for (size_t i = 0; i < n && taken + count < want; i++) {
 				if (pstate_get(&m->ps, first + i) != PS_PRESENT || pstate_file_vma(&m->ps, first + i) ||

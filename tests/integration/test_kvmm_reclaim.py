@@ -29,7 +29,8 @@ tmp = tempfile.mkdtemp(dir=os.environ.get("KVMM_SWAP_DIR", os.path.join(BUILD, "
 def boot(args, append, timeout=1500, kernel=TEST_GUEST):
     sock = os.path.join(tmp, f"qmp-{time.monotonic_ns()}.sock")
     extra = ["--initrd", GUEST_INITRD] if kernel != TEST_GUEST else []
-    vm = Vm(["-m", "1024M", "--qmp", f"unix:{sock}", "--kernel", kernel, "--append", append] + extra + args,
+    vm = Vm(["-m", "1024M", "--qmp", f"unix:{sock}", "--mem-stats-interval", "15", "--kernel", kernel,
+             "--append", append] + extra + args,
             timeout=timeout)
     return vm, Qmp(sock)
 
