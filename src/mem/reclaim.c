@@ -281,11 +281,12 @@ static void fault_in_one(struct memmgr *m, size_t page, bool readahead)
 	reclaim_forget(m, page);
 	pstate_set(&m->ps, page, PS_PRESENT, 0, false);
 	atomic_fetch_add(s == PS_COMPRESSED ? &m->compress_in : &m->swap_in, 1);
-	if (readahead)
-		return; /* not touched: it stays as old as it was, first in line to go again */
-	atomic_fetch_add(&m->reclaim_refaults, 1);
+	/* Young for one aging period, so the reclaimer does not take it straight back before the
+	 * guest gets to it; a readahead page is not a refault. */
 	if (m->age)
 		m->age[page] = 0;
+	if (!readahead)
+		atomic_fetch_add(&m->reclaim_refaults, 1);
 }
 
 void reclaim_forget(struct memmgr *m, size_t page)
