@@ -32,7 +32,9 @@ for t in "${tests[@]}"; do
 	log=$LOGS/$name.log
 	start=$SECONDS
 	rc=0
-	timeout -k 10 "$PER_TEST_TIMEOUT" "$t" >"$log" 2>&1 </dev/null || rc=$?
+	# A test may ask for more time with a line "# kvmm-test-timeout: SECONDS" in its first lines.
+	limit=$(sed -n '1,12s/^# kvmm-test-timeout: \([0-9][0-9]*\)$/\1/p' "$t" 2>/dev/null | head -n 1)
+	timeout -k 10 "${limit:-$PER_TEST_TIMEOUT}" "$t" >"$log" 2>&1 </dev/null || rc=$?
 	secs=$((SECONDS - start))
 	# A Criterion binary counts its own tests; a script is one test.
 	synth=$(sed -n 's/.*Synthesis: Tested: [0-9]* | Passing: \([0-9]*\) | Failing: \([0-9]*\) | Crashing: \([0-9]*\).*/\1 \2 \3/p' "$log" | tail -n 1)
@@ -49,7 +51,7 @@ for t in "${tests[@]}"; do
 	if [ "$rc" = 0 ]; then
 		echo "PASS $name (${secs}s)"
 	else
-		[ "$rc" = 124 ] && why="timed out after ${PER_TEST_TIMEOUT}s" || why="exit $rc"
+		[ "$rc" = 124 ] && why="timed out after ${limit:-$PER_TEST_TIMEOUT}s" || why="exit $rc"
 		echo "FAIL $name ($why, ${secs}s); the last $TAIL_LINES lines of its output (all of it in $log):"
 		tail -n "$TAIL_LINES" "$log" | sed 's/^/  | /'
 		echo "FAIL $name (end of its output)"
