@@ -4,8 +4,8 @@
 --mem-limit 384M with a swap file; kvmm's consumed settles at the limit and its PSS grows by no more
 than the limit; pages are compressed and swapped; two verify passes fault everything back in while
 the reclaimer keeps taking pages, with 0 mismatches; a live x-kvmm-set-memory limit is followed;
-(about 15 minutes in the test host: each verify pass faults ~480 MiB back in under TCG)
-bad limits are refused; the swap file is gone after exit. (test_kvmm_reclaim_swap.py: full and
+bad limits are refused; the swap file is gone after exit. About 15 minutes in the test host: each
+verify pass faults ~480 MiB back in under TCG. (test_kvmm_reclaim_swap.py: full and
 corrupted swap files; test_kvmm_reclaim_balloon.py: the active estimate and Linux's balloon.)"""
 import os
 import time
