@@ -568,10 +568,10 @@ static void phase_memmgr(unsigned round, uint32_t *ns)
 	/* The cache must hold two sets of text pages (~40% of a page each after LZ4). */
 	cfg.mem_compress_max_pct = 50;
 	snprintf(swap, sizeof(swap), "%s/faultlat-%d-%u.swap", swapdir, (int)getpid(), round);
-#ifdef MEM_SWAP_SPEC
-	/* FILE,size=SIZE: room for the two swapped sets and some slack. */
-	snprintf(swap + strlen(swap), sizeof(swap) - strlen(swap), ",size=%uM",
-		 (unsigned)(((uint64_t)2 * npages * PAGE >> 20) + 64));
+#ifdef HAVE_SWAP_SIZE
+	/* --mem-swap FILE,size=SIZE: room for the two swapped sets and some slack (the default, the
+	 * guest's memory, is preallocated and may not fit on the test host's root file system). */
+	cfg.mem_swap_size = (uint64_t)2 * npages * PAGE + (64ull << 20);
 #endif
 	free(cfg.mem_swap);
 	cfg.mem_swap = strdup(swap);
@@ -584,6 +584,7 @@ static void phase_memmgr(unsigned round, uint32_t *ns)
 	if (handler_cpu >= 0 && !pin_threads("mem-fault", handler_cpu))
 		die("no mem-fault thread to pin", ESRCH);
 	pin_threads("mem-share", handler_cpu);
+	pin_threads("mem-reclaim", handler_cpu);
 	if (round == 0) {
 		fprintf(dat, "{\"memmgr\": {\"capture\": \"%s\", \"uffd_via\": \"%s\", \"uffd_move\": %s, "
 			"\"uffd_wp\": %s, \"thp\": \"%s\", \"swap\": \"%s\", \"swap_fs\": \"%s\"}}\n",

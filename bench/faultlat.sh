@@ -26,7 +26,7 @@ defs=()
 nm "$LIB" 2>/dev/null | grep -q ' T mem_page_out$' && defs+=(-DHAVE_PAGE_OUT)
 grep -Eq 'int gmem_init\([^)]*enum mem_backend' include/kvmm/gmem.h && defs+=(-DGMEM_INIT_HAS_BACKEND)
 # --mem-swap FILE,size=SIZE (part 2): faultlat then sizes the file to what it swaps.
-grep -q 'size=' src/core/config.c 2>/dev/null && grep -q 'mem_swap' src/core/config.c && defs+=(-DMEM_SWAP_SPEC)
+grep -q 'mem_swap_size' include/kvmm/config.h && defs+=(-DHAVE_SWAP_SIZE)
 # shellcheck disable=SC2046
 cc -O2 -g -Wall -Wextra -D_GNU_SOURCE -Iinclude -Ibuild/release/include "${defs[@]}" \
 	bench/faultlat.c tests/guest/pattern.c "$LIB" \
