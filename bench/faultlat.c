@@ -10,8 +10,11 @@
  * clock_gettime(CLOCK_MONOTONIC). Every touched page is checked afterwards (outside the timing): it
  * must hold exactly what was written before it went out.
  *
- *   faultlat [-n PAGES] [-r ROUNDS] [-o OUTDIR] [-s SWAPDIR] [-p none|same|split] [-q]
+ *   faultlat [-n PAGES] [-r ROUNDS] [-o OUTDIR] [-s SWAPDIR] [-p none|same|split] [-d] [-q]
  *
+ * -d drops the whole system's page cache (/proc/sys/vm/drop_caches, root) before timing swapped
+ * pages, so that they are read from the disk: for the test host (faultlat.sh passes it), not for a
+ * machine others use. *
  * -p pins the toucher and the handler threads: none (default: where the scheduler puts them), same
  * (both on CPU 0: each fault is a switch on one CPU) or split (toucher CPU 0, handlers CPU 1: each
  * fault wakes the other CPU).
@@ -64,7 +67,7 @@ void pattern_fill_page(void *page, int kind, uint64_t seed, uint64_t index);
 
 static unsigned npages = 20000, rounds = 3;
 static const char *outdir = ".", *swapdir = "/var/tmp";
-static bool quiet;
+static bool quiet, drop_page_cache;
 static FILE *dat;
 /* Where the toucher and the handler threads run: -1 anywhere (the scheduler's choice), else the
  * toucher on CPU toucher_cpu and every handler (the floor's, kvmm's mem-fault and mem-share) on
@@ -453,7 +456,8 @@ static void phase_anon(unsigned round, uint32_t *ns)
 /* --- the memory manager --- */
 
 /* Sets in the manager's RAM, each npages long, each starting on a 2 MiB boundary. */
-enum { S_UNTOUCHED_R, S_UNTOUCHED_W, S_ZERO_R, S_ZERO_W, S_COMP_R, S_COMP_W, S_SWAP_R, S_SWAP_W, S_NR };
+enum { S_UNTOUCHED_R, S_UNTOUCHED_W, S_ZERO_R, S_ZERO_W, S_REL_R, S_REL_W, S_COMP_R, S_COMP_W, S_SWAP_R, S_SWAP_W,
+       S_NR };
 
 static size_t set_stride(void)
 {
@@ -606,6 +610,19 @@ static void phase_memmgr(unsigned round, uint32_t *ns)
 		page_out(m, &gm, ram + (size_t)s * stride, npages, MEM_OUT_AUTO, "zero");
 	timed_pair(m, ram, S_ZERO_R, "zero", round, NULL, zbytes, ns, NULL);
 
+	/* (b3) written, then released (mem_release, the balloon's path: state BALLOONED, a hole): the
+	 * handler maps the zero page for a read (UFFDIO_ZEROPAGE), copies a zeroed page for a write. */
+	for (int s = S_REL_R; s <= S_REL_W; s++) {
+		uint8_t *base = ram + (size_t)s * stride;
+		int64_t got;
+
+		memcpy(base, text_cache, (size_t)npages * PAGE);
+		got = mem_release(m, &gm, (uint64_t)(base - gm.map), (uint64_t)npages * PAGE);
+		if (got != (int64_t)npages * (int64_t)PAGE)
+			die("mem_release", got < 0 ? (int)got : EIO);
+	}
+	timed_pair(m, ram, S_REL_R, "released", round, NULL, zbytes, ns, NULL);
+
 	/* (c) text pages in the compression cache. */
 	for (int s = S_COMP_R; s <= S_SWAP_W; s++)
 		memcpy(ram + (size_t)s * stride, text_cache, (size_t)npages * PAGE);
@@ -622,7 +639,7 @@ static void phase_memmgr(unsigned round, uint32_t *ns)
 	/* (d) text pages in the swap file, read back from the disk (page cache dropped first). */
 	for (int s = S_SWAP_R; s <= S_SWAP_W; s++)
 		page_out(m, &gm, ram + (size_t)s * stride, npages, MEM_OUT_SWAP, "swap");
-	bool dropped = drop_caches();
+	bool dropped = drop_page_cache && drop_caches();
 
 	timed_pair(m, ram, S_SWAP_R, "swapped", round, text_page, tbytes, ns,
 		   dropped ? "\"caches_dropped\": true" : "\"caches_dropped\": false");
@@ -665,8 +682,9 @@ int main(int argc, char **argv)
 	struct utsname u;
 	uint32_t *ns;
 
-	while ((c = getopt(argc, argv, "n:r:o:s:p:q")) != -1) {
+	while ((c = getopt(argc, argv, "n:r:o:s:p:dq")) != -1) {
 		switch (c) {
+		case 'd': drop_page_cache = true; break;
 		case 'p':
 			pin_name = optarg;
 			if (strcmp(optarg, "same") == 0)
@@ -682,7 +700,7 @@ int main(int argc, char **argv)
 		case 's': swapdir = optarg; break;
 		case 'q': quiet = true; break;
 		default:
-			fprintf(stderr, "usage: faultlat [-n PAGES] [-r ROUNDS] [-o OUTDIR] [-s SWAPDIR] [-p none|same|split] [-q]\n");
+			fprintf(stderr, "usage: faultlat [-n PAGES] [-r ROUNDS] [-o OUTDIR] [-s SWAPDIR] [-p none|same|split] [-d] [-q]\n");
 			return 2;
 		}
 	}

@@ -39,7 +39,7 @@ others() { pgrep -c -f '^qemu-system-x86_64 -name kvmm-testhost' || true; }
 before="$(cut -d' ' -f1-3 /proc/loadavg) $(others)"
 # A cross-CPU fault costs milliseconds in the test host (waking an idle TCG vCPU), hence the time-out.
 scripts/testhost run --timeout "${TIMEOUT:-$((600 + ROUNDS * PAGES / 4))}" -- bash -c \
-	'set -e; out=$1 n=$2 r=$3 s=$4; shift 4; for p in "$@"; do "$out/faultlat" -n "$n" -r "$r" -o "$out/$p" -s "$s" -p "$p"; done' \
+	'set -e; out=$1 n=$2 r=$3 s=$4; shift 4; for p in "$@"; do "$out/faultlat" -n "$n" -r "$r" -o "$out/$p" -s "$s" -p "$p" -d; done' \
 	faultlat "$OUT" "$PAGES" "$ROUNDS" "$SWAPDIR" $PINS  # PINS: one word per placement
 read -r l1 l5 l15 n <<<"$before"
 echo "{\"host\": {\"load_before\": \"$l1 $l5 $l15\", \"load_after\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"testhosts_before\": $n, \"cpus\": $(nproc)}}" >"$OUT/host.json"

@@ -14,13 +14,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report_common import plot, replace_section  # noqa: E402
 
 outdir, doc = sys.argv[1:3]
-PHASES = ("floor", "anon", "untouched", "zero", "compressed", "swapped")
+PHASES = ("floor", "anon", "untouched", "zero", "released", "compressed", "swapped")
 ACCESS = ("read", "write")
 NAMES = {
     "floor": "floor: bare userfaultfd",
     "anon": "kernel: anonymous first touch",
     "untouched": "kvmm: never-touched page",
     "zero": "kvmm: dropped zero page",
+    "released": "kvmm: released (ballooned) page",
     "compressed": "kvmm: compressed page",
     "swapped": "kvmm: swapped page",
 }
@@ -34,8 +35,12 @@ WHAT = {
                  "(UFFDIO_ZEROPAGE) over the faulting page and the untouched pages after it in its 2 MiB "
                  "window; later reads of those do not fault at all, writes then copy-on-write in the "
                  "kernel without the handler (see *faults seen by the handler*)",
-    "zero": "written with zeros, then `mem_page_out` (state ZERO): a read maps the zero page for "
-            "this page only (UFFDIO_ZEROPAGE), a write gets a zeroed private page (UFFDIO_COPY)",
+    "zero": "written with zeros, then `mem_page_out` (state ZERO). The page-out maps the kernel's zero "
+            "page over it at once (capture_drop), so a read does not fault at all and a write is the "
+            "kernel's copy-on-write: no userfaultfd round trip either way (0 faults seen by the handler)",
+    "released": "written, then `mem_release` (the balloon's path: state BALLOONED, the page a hole): the "
+                "handler maps the zero page for a read (UFFDIO_ZEROPAGE of one page) and copies a zeroed "
+                "page for a write (UFFDIO_COPY): the userfaultfd zero-fill path",
     "compressed": "text pages taken out with `mem_page_out(MEM_OUT_COMPRESS)` (state COMPRESSED): "
                   "the handler decompresses (LZ4) and UFFDIO_COPYs the page",
     "swapped": "text pages taken out with `mem_page_out(MEM_OUT_SWAP)` (state SWAPPED), the test "
