@@ -40,6 +40,7 @@ struct vm_config {
 	bool mem_compress;        /* default on */
 	unsigned mem_compress_max_pct; /* default 10 */
 	char *mem_swap;           /* NULL: off */
+	uint64_t mem_swap_size;   /* bytes, 0: the guest's memory */
 	enum mem_backend mem_backend;
 	uint64_t mem_share_rate;  /* scanner pages per second, default CONFIG_SHARE_RATE_DEFAULT */
 	unsigned mem_share_cpu;   /* scanner CPU percent of one core, 1-100 */

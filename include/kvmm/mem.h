@@ -80,6 +80,9 @@ struct memmgr;
 int mem_create(struct memmgr **out, struct gmem *gm, const struct vm_config *cfg);
 /* Starts the fault handler and the scanner; after gmem_register, before any vCPU runs. */
 int mem_start(struct memmgr *m);
+/* Ends the scanner and the reclaimer (they call the hooks: before the devices go); the fault
+ * handler serves until mem_destroy. */
+void mem_stop(struct memmgr *m);
 void mem_destroy(struct memmgr *m);
 
 /* Gives guest pages back to the host (the balloon's inflate, free page reporting): every whole
@@ -117,6 +120,27 @@ int64_t mem_page_out(struct memmgr *m, uint64_t gpa, uint64_t len, enum mem_out 
  * limit, limit > memory, or reclaim is off (no userfaultfd: --mem-share off/ksm without
  * --mem-limit at start). */
 int mem_set_limits(struct memmgr *m, uint64_t limit, uint64_t reservation);
+
+/* What the memory manager needs from the VM around it; any member may be NULL. Called from the
+ * manager's threads. */
+struct mem_hooks {
+	void *opaque;
+	/* A QMP event; data is a JSON object's text (or NULL). */
+	void (*event)(void *opaque, const char *name, const char *data);
+	/* Guest memory was lost (a swap slot failed its checksum): stop the VM with this error. */
+	void (*fatal)(void *opaque, const char *detail);
+	/* Whether the VM is stopping (vCPUs will not enter the guest again). */
+	bool (*stopping)(void *opaque);
+	/* The balloon, when the VM has one: ask the guest to hold `bytes` in it; how many bytes it
+	 * holds now, or -1 when no driver has set it up. */
+	int (*balloon_ask)(void *opaque, uint64_t bytes);
+	int64_t (*balloon_held)(void *opaque);
+};
+
+/* Before the vCPUs run (the loop thread). */
+void mem_set_hooks(struct memmgr *m, const struct mem_hooks *h);
+/* Lets the manager age pages with KVM's dirty log on the VM's memslots (gmem_register's). */
+int mem_attach_vm(struct memmgr *m, int vm_fd);
 
 /* One log line of stats; mem_stats_timer prints it every `seconds` (0: never) from the loop. */
 struct loop;

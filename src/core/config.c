@@ -344,14 +344,30 @@ static int set_compress_max(struct config_ctx *ctx, const char *value)
 	return 0;
 }
 
+/* FILE[,size=SIZE] (default size: the guest's memory) or off. */
 static int set_swap(struct config_ctx *ctx, const char *value)
 {
+	const char *opt = strstr(value, ",size=");
+	char *file;
+	int r;
+
+	ctx->cfg->mem_swap_size = 0;
 	if (strcmp(value, "off") == 0) {
 		free(ctx->cfg->mem_swap);
 		ctx->cfg->mem_swap = NULL;
 		return 0;
 	}
-	return set_path(ctx, &ctx->cfg->mem_swap, value);
+	if (!opt)
+		return set_path(ctx, &ctx->cfg->mem_swap, value);
+	if ((r = get_size(ctx, opt + 6, &ctx->cfg->mem_swap_size)) < 0)
+		return r;
+	if (ctx->cfg->mem_swap_size < 4096)
+		return config_fail(ctx, -EINVAL, "size=%s is too small: at least 4K", opt + 6);
+	if (!(file = strndup(value, (size_t)(opt - value))))
+		return config_nomem(ctx);
+	r = set_path(ctx, &ctx->cfg->mem_swap, file);
+	free(file);
+	return r;
 }
 
 static int set_backend(struct config_ctx *ctx, const char *value)
@@ -508,7 +524,8 @@ static const struct config_option config_options[] = {
 	{ "mem-stats-interval", 0, required_argument, false, "SECONDS", "log memory stats every SECONDS (default 0: never)", set_stats_interval },
 	{ "mem-compress", 0, required_argument, false, "on|off", "keep cold pages LZ4-compressed in memory (default on)", set_compress },
 	{ "mem-compress-max", 0, required_argument, false, "PCT", "compression cache cap, 1 to 100% of memory (default 10%)", set_compress_max },
-	{ "mem-swap", 0, required_argument, false, "FILE|off", "per-VM swap file for pages that compress badly (default off)", set_swap },
+	{ "mem-swap", 0, required_argument, false, "FILE[,size=SIZE]|off", "per-VM swap file, created and deleted by kvmm; size\n"
+	  "defaults to --memory (default off)", set_swap },
 	{ "mem-backend", 0, required_argument, false, "anon|memfd|hugetlb|thp", "how guest RAM is allocated (default anon)", set_backend },
 	{ "balloon", 0, optional_argument, false, "[=OPTS]", "virtio-balloon (default off); OPTS: deflate-on-oom,\n"
 	  "free-page-reporting,stats-interval=SECONDS", set_balloon },

@@ -306,6 +306,7 @@ static int vm_setup_signals(struct vm *vm, sigset_t *old)
 
 static void vm_destroy(struct vm *vm)
 {
+	mem_stop(vm->memmgr);
 	for (unsigned i = 0; i < vm->nr_created; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
@@ -377,6 +378,8 @@ static int vm_build(struct vm *vm, struct boot_entry *entry)
 	if (devices_init(vm) < 0)
 		return VM_EXIT_STATUS_FAILURE;
 	vm->devices_up = true;
+	if (vm_mem_hooks(vm) < 0)
+		return VM_EXIT_STATUS_FAILURE;
 	if (vm_create_vcpus(vm) < 0 || x86_vcpu_boot(&vm->vcpus[0], entry) < 0)
 		return VM_EXIT_STATUS_FAILURE;
 	return 0;

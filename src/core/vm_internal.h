@@ -21,4 +21,8 @@ void vm_power_on_free(struct vm *vm);
 /* The CTL_RESET command: reboots the VM in place (or stops it under --no-reboot). */
 void vm_reset(struct vm *vm, enum vm_reset_cause why, const char *detail);
 
+/* vm_mem.c: hands the memory manager its hooks (events, fatal stop, the balloon) and the VM's
+ * fd for dirty logging; after devices_init, before the vCPUs run. */
+int vm_mem_hooks(struct vm *vm);
+
 #endif

@@ -118,11 +118,9 @@ static void serve_missing(struct memmgr *m, size_t i, bool write)
 	case FA_WAKE:
 		fault_wake(m, mem_hva(m, i), MEM_PAGE);
 		break;
-	case FA_UNSUPPORTED:
-		log_error("memory: fault on a %s page at %p: not supported here; serving zero",
-			  pstate_name(s), (void *)mem_hva(m, i));
-		pstate_set(&m->ps, i, PS_PRESENT, 0, false);
-		zero_copy(m, mem_hva(m, i));
+	case FA_DECOMPRESS:
+	case FA_SWAP_IN:
+		reclaim_fault_in(m, i);
 		break;
 	}
 }
@@ -161,9 +159,9 @@ static void *fault_main(void *opaque)
 {
 	struct memmgr *m = opaque;
 	struct uffd_msg msgs[16];
-	struct pollfd fds[2] = { { .fd = m->uffd, .events = POLLIN }, { .fd = m->stop_fd, .events = POLLIN } };
+	struct pollfd fds[2] = { { .fd = m->uffd, .events = POLLIN }, { .fd = m->fault_stop_fd, .events = POLLIN } };
 
-	while (!atomic_load(&m->stopping)) {
+	while (!atomic_load(&m->fault_stopping)) {
 		ssize_t n;
 
 		if (poll(fds, 2, -1) < 0) {

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -52,10 +53,12 @@ static uint64_t salt_for(const char *salt)
 static int choose_capture(struct memmgr *m)
 {
 	const struct mem_features *f = &m->feat;
-	const char *opt = mem_share_name(m->mode);
+	char opt[32] = "--mem-limit"; /* off and ksm need userfaultfd only to enforce a limit */
 
+	if (m->mode == MEM_SHARE_ZERO || m->mode == MEM_SHARE_TPS)
+		snprintf(opt, sizeof(opt), "--mem-share %s", mem_share_name(m->mode));
 	if (!f->uffd) {
-		log_error("--mem-share %s: needs userfaultfd, which is %s", opt, f->uffd_via);
+		log_error("%s: needs userfaultfd, which is %s", opt, f->uffd_via);
 		return -ENOTSUP;
 	}
 	switch (m->cfg->mem_capture) {
@@ -72,7 +75,7 @@ static int choose_capture(struct memmgr *m)
 		break;
 	}
 	if (m->capture == MEM_CAPTURE_NONE) {
-		log_error("--mem-share %s: this kernel has neither UFFDIO_MOVE (Linux 6.8+) nor userfaultfd "
+		log_error("%s: this kernel has neither UFFDIO_MOVE (Linux 6.8+) nor userfaultfd "
 			  "write-protect%s", opt, m->cfg->mem_capture != MEM_CAPTURE_AUTO ?
 			  " as --mem-capture asks" : "");
 		return -ENOTSUP;
@@ -140,7 +143,9 @@ int mem_create(struct memmgr **out, struct gmem *gm, const struct vm_config *cfg
 	m->cfg = cfg;
 	m->mode = cfg->mem_share;
 	m->pages = gm->map_size / MEM_PAGE;
-	m->uffd = m->pagemap_fd = m->stop_fd = m->stats_fd = -1;
+	m->uffd = m->pagemap_fd = m->stop_fd = m->fault_stop_fd = m->stats_fd = m->vm_fd = -1;
+	atomic_store(&m->limit, cfg->mem_limit ? cfg->mem_limit : gm->ram_size);
+	atomic_store(&m->reservation, cfg->mem_reservation);
 	m->pool.fd = -1;
 	m->salt = salt_for(cfg->mem_salt);
 	atomic_store(&m->rate, cfg->mem_share_rate);
@@ -154,18 +159,23 @@ int mem_create(struct memmgr **out, struct gmem *gm, const struct vm_config *cfg
 		return r;
 	m->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	m->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (m->pagemap_fd < 0 || m->stop_fd < 0)
+	m->fault_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->pagemap_fd < 0 || m->stop_fd < 0 || m->fault_stop_fd < 0)
 		return -errno;
 
 	switch (m->mode) {
 	case MEM_SHARE_OFF:
-		break;
 	case MEM_SHARE_KSM:
-		if (!m->feat.ksm) {
+		if (m->mode == MEM_SHARE_KSM && !m->feat.ksm) {
 			log_error("--mem-share ksm: this kernel has no KSM (/sys/kernel/mm/ksm)");
 			return -ENOTSUP;
 		}
-		if ((r = ksm_setup(m)) < 0)
+		if (m->mode == MEM_SHARE_KSM && (r = ksm_setup(m)) < 0)
+			return r;
+		/* Without sharing, a limit below the memory still needs pages taken and faulted
+		 * back: the same userfaultfd and capture. */
+		if (cfg->mem_limit && cfg->mem_limit < gm->ram_size &&
+		    ((r = choose_capture(m)) < 0 || (r = setup_uffd(m)) < 0))
 			return r;
 		break;
 	case MEM_SHARE_ZERO:
@@ -176,6 +186,8 @@ int mem_create(struct memmgr **out, struct gmem *gm, const struct vm_config *cfg
 			return r;
 		break;
 	}
+	if (m->uffd >= 0 && (r = reclaim_setup(m)) < 0)
+		return r;
 	if (strcmp(cfg->mem_salt, "vm") != 0 && m->mode == MEM_SHARE_TPS)
 		log_info("memory: --mem-salt %s: pages are shared within this VM until kvmm hostd "
 			 "provides a pool across VMs", cfg->mem_salt);
@@ -192,18 +204,31 @@ int mem_start(struct memmgr *m)
 		return 0;
 	if ((r = fault_start(m)) < 0)
 		return r;
-	return share_start(m);
+	if ((m->mode == MEM_SHARE_ZERO || m->mode == MEM_SHARE_TPS) && (r = share_start(m)) < 0)
+		return r;
+	return m->reclaim ? reclaim_start(m) : 0;
+}
+
+void mem_stop(struct memmgr *m)
+{
+	if (!m || atomic_exchange(&m->stopping, true))
+		return;
+	if (m->stop_fd >= 0)
+		eventfd_write(m->stop_fd, 1);
+	if (m->share_started)
+		pthread_join(m->share_thread, NULL);
+	if (m->reclaim_started)
+		pthread_join(m->reclaim_thread, NULL);
 }
 
 void mem_destroy(struct memmgr *m)
 {
 	if (!m)
 		return;
-	atomic_store(&m->stopping, true);
-	if (m->stop_fd >= 0)
-		eventfd_write(m->stop_fd, 1);
-	if (m->share_started)
-		pthread_join(m->share_thread, NULL);
+	mem_stop(m);
+	atomic_store(&m->fault_stopping, true);
+	if (m->fault_stop_fd >= 0)
+		eventfd_write(m->fault_stop_fd, 1);
 	if (m->fault_started)
 		pthread_join(m->fault_thread, NULL);
 	if (m->stats_fd >= 0) {
@@ -219,6 +244,9 @@ void mem_destroy(struct memmgr *m)
 		close(m->pagemap_fd);
 	if (m->stop_fd >= 0)
 		close(m->stop_fd);
+	if (m->fault_stop_fd >= 0)
+		close(m->fault_stop_fd);
+	reclaim_free(m);
 	pool_destroy(&m->pool);
 	htab_free(&m->ht);
 	pstate_free(&m->ps);
@@ -244,9 +272,13 @@ static bool region_pages(const struct gmem *gm, const struct gmem_region *r, uin
 	return true;
 }
 
-/* Pages [a, b) given up: the ones in pool mappings become anonymous again, then all go. */
+/* Pages [a, b) given up: compressed or swapped ones lose their copy, the ones in pool mappings
+ * become anonymous again, then all go. */
 static int release_pages(struct memmgr *m, size_t a, size_t b)
 {
+	if (m->reclaim)
+		for (size_t i = a; i < b; i++)
+			reclaim_forget(m, i);
 	for (size_t i = a; i < b;) {
 		size_t j = i;
 
@@ -312,6 +344,8 @@ int mem_reset(struct memmgr *m, struct gmem *gm)
 		pool_clear(&m->pool);
 		htab_clear(&m->ht);
 	}
+	if (m->reclaim)
+		reclaim_reset(m);
 	if (m->skip)
 		memset(m->skip, 0, m->pages);
 	if (m->seen)

@@ -12,6 +12,8 @@
 
 #include "pool.h"
 #include "pstate.h"
+#include "swapfile.h"
+#include "zcache.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -80,7 +82,9 @@ struct memmgr {
 
 	int uffd;                /* -1 without */
 	int pagemap_fd;
-	int stop_fd;             /* eventfd: tells both threads to end */
+	int stop_fd;             /* eventfd: tells the scanner and the reclaimer to end */
+	int fault_stop_fd;       /* eventfd: tells the fault handler to end (last: it serves to the end) */
+	_Atomic bool fault_stopping;
 	int stats_fd;            /* --mem-stats-interval timer on the loop, -1 without */
 	struct loop *stats_loop;
 	uint8_t *stage;          /* MEM_CHUNK staging pages (registered with uffd in move mode) */
@@ -90,6 +94,25 @@ struct memmgr {
 
 	_Atomic uint64_t rate;   /* scanner pages per second */
 	_Atomic unsigned cpu_pct;
+
+	/* Reclaim (reclaim.c): compression cache, swap, cold pages, the target. */
+	bool reclaim;            /* pages can be taken out and faulted back (userfaultfd) */
+	bool zc_on;              /* --mem-compress on */
+	struct zcache zc;
+	struct swapfile *swap;   /* NULL: --mem-swap off */
+	bool swap_full;          /* the last write found no free slot (event raised once) */
+	uint8_t *age;            /* aging periods since each page was last written or faulted in */
+	uint8_t *bounce;         /* fault handler's page for UFFDIO_COPY (decompress, swap-in) */
+	uint8_t *evict;          /* EVICT_BATCH pages: cache entries on their way to swap */
+	size_t hand;             /* the reclaimer's clock hand */
+	unsigned min_age;        /* the coldness the reclaimer takes now */
+	int vm_fd;               /* KVM dirty log for aging, -1 without */
+	struct mem_hooks hooks;
+	pthread_t reclaim_thread;
+	bool reclaim_started;
+	_Atomic uint64_t limit, reservation, balloon_asked;
+	_Atomic uint64_t compress_out, compress_in, swap_out, swap_in, reclaim_refaults;
+	_Atomic uint64_t swap_errors, swap_corrupt, active_pages;
 
 	/* Counters (atomics: stats read them without the lock). */
 	_Atomic uint64_t refaults, unshares, faults, scans, captures, captures_aborted, capped;
@@ -149,6 +172,28 @@ int share_start(struct memmgr *m);
  * written copies go). Lock held; contents are lost (the caller gives the pages up). */
 int share_unmap(struct memmgr *m, size_t first, size_t n);
 uint64_t share_thread_cpu_ns(struct memmgr *m);
+
+/* reclaim.c */
+int reclaim_setup(struct memmgr *m);
+int reclaim_start(struct memmgr *m);
+void reclaim_free(struct memmgr *m);
+/* Takes the pages of [first, first + n) (n <= MEM_CHUNK) chosen in *want out of guest RAM: zero
+ * pages dropped, others compressed or swapped as `how` allows. Lock held. Pages taken. */
+size_t reclaim_chunk(struct memmgr *m, size_t first, size_t n, const struct chunkmap *want,
+		     enum mem_out how);
+/* Fault-in of a COMPRESSED or SWAPPED page into its hole (fault handler, lock held). */
+void reclaim_fault_in(struct memmgr *m, size_t page);
+/* A page that leaves the reclaim states otherwise (balloon, reset): its cache entry or swap slot
+ * goes. Lock held. */
+void reclaim_forget(struct memmgr *m, size_t page);
+void reclaim_reset(struct memmgr *m);
+uint64_t reclaim_consumed_extra(struct memmgr *m);
+
+/* reclaimer.c: what consumed is held to (bytes). */
+uint64_t mem_target(struct memmgr *m);
+
+/* stats.c: guest pages backed by their own host page (pagemap), or -errno. */
+int64_t stats_count_private(struct memmgr *m);
 
 /* ksm.c */
 int ksm_setup(struct memmgr *m);

@@ -63,7 +63,7 @@ int pstate_set(struct pstate_table *t, size_t i, enum pstate to, uint32_t slot, 
 	t->count[from]--;
 	t->count[to]++;
 	t->st[i] = (uint8_t)(to | (file_vma ? PS_FILE_VMA : 0));
-	t->slot[i] = to == PS_SHARED ? slot : 0;
+	t->slot[i] = to == PS_SHARED || to == PS_COMPRESSED || to == PS_SWAPPED ? slot : 0;
 	return 0;
 }
 
@@ -77,8 +77,12 @@ enum fault_action pstate_fault_action(enum pstate s)
 		return FA_ZERO;
 	case PS_SHARED:
 		return FA_WAKE;
+	case PS_COMPRESSED:
+		return FA_DECOMPRESS;
+	case PS_SWAPPED:
+		return FA_SWAP_IN;
 	default:
-		return FA_UNSUPPORTED;
+		return FA_WAKE;
 	}
 }
 

@@ -12,8 +12,8 @@ enum pstate {
 	PS_ZERO,       /* kvmm dropped it because it was zero; reads as zero */
 	PS_SHARED,     /* maps a read-only pool page copy-on-write (side table: the slot) */
 	PS_BALLOONED,  /* the guest gave it back; reads as zero */
-	PS_COMPRESSED, /* in the LZ4 cache (memory manager part 2) */
-	PS_SWAPPED,    /* in the swap file (part 2) */
+	PS_COMPRESSED, /* in the LZ4 cache (side table: the cache handle) */
+	PS_SWAPPED,    /* in the swap file (side table: the slot) */
 	PS_NR,
 };
 
@@ -28,12 +28,13 @@ enum fault_action {
 	FA_ZERO_WINDOW, /* never captured: map the zero page over it and its untouched neighbours */
 	FA_ZERO,        /* dropped (zero, ballooned): a zero page for this page only, a refault */
 	FA_WAKE,        /* resolved already (shared, or present again): wake the faulting thread */
-	FA_UNSUPPORTED, /* compressed, swapped: not in this build's manager */
+	FA_DECOMPRESS,  /* compressed: decompress into the page handed to UFFDIO_COPY */
+	FA_SWAP_IN,     /* swapped: read and check the slot, then UFFDIO_COPY */
 };
 
 struct pstate_table {
 	uint8_t *st;       /* one byte per page */
-	uint32_t *slot;    /* pool slot of each SHARED page */
+	uint32_t *slot;    /* SHARED: pool slot; COMPRESSED: cache handle; SWAPPED: swap slot */
 	size_t pages;
 	uint64_t count[PS_NR]; /* pages in each state */
 };
@@ -55,7 +56,7 @@ static inline bool pstate_file_vma(const struct pstate_table *t, size_t i)
 
 /* Whether a page may go from one state to another (the memory manager's state machine). */
 bool pstate_allowed(enum pstate from, enum pstate to);
-/* Moves page i to state `to` (slot only for PS_SHARED), keeping the counts; -EINVAL (and no
+/* Moves page i to state `to` (slot kept for SHARED, COMPRESSED and SWAPPED), keeping the counts; -EINVAL (and no
  * change) for a transition pstate_allowed refuses. file_vma sets or clears PS_FILE_VMA. */
 int pstate_set(struct pstate_table *t, size_t i, enum pstate to, uint32_t slot, bool file_vma);
 

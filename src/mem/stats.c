@@ -16,7 +16,7 @@
 
 /* Guest pages backed by their own host page: present, mapped once, anonymous (pagemap). The zero
  * page, pool pages and KSM pages are not exclusive, so they do not count. */
-static int64_t count_private(struct memmgr *m)
+int64_t stats_count_private(struct memmgr *m)
 {
 	uint64_t *pm = malloc(PAGEMAP_BATCH * sizeof(*pm));
 	int64_t n = 0;
@@ -40,7 +40,7 @@ static int64_t count_private(struct memmgr *m)
 
 int mem_get_stats(struct memmgr *m, struct mem_stats *st)
 {
-	int64_t priv = count_private(m);
+	int64_t priv = stats_count_private(m);
 	uint64_t counts[PS_NR], live;
 
 	memset(st, 0, sizeof(*st));
@@ -64,7 +64,24 @@ int mem_get_stats(struct memmgr *m, struct mem_stats *st)
 		st->pool = st->ksm_pages_shared * MEM_PAGE;
 	}
 	st->shared_saved = st->shared > st->pool ? st->shared - st->pool : 0;
-	st->consumed = st->private_ + st->pool;
+	st->zcache = reclaim_consumed_extra(m);
+	st->consumed = st->private_ + st->pool + st->zcache;
+	st->compressed = counts[PS_COMPRESSED] * MEM_PAGE;
+	st->compress_saved = st->compressed > st->zcache ? st->compressed - st->zcache : 0;
+	st->swapped = counts[PS_SWAPPED] * MEM_PAGE;
+	st->limit = atomic_load(&m->limit);
+	st->reservation = atomic_load(&m->reservation);
+	st->target = mem_target(m);
+	st->swap_out = atomic_load(&m->swap_out);
+	st->swap_in = atomic_load(&m->swap_in);
+	st->compress_out = atomic_load(&m->compress_out);
+	st->compress_in = atomic_load(&m->compress_in);
+	st->reclaim_refaults = atomic_load(&m->reclaim_refaults);
+	st->active = atomic_load(&m->active_pages) * MEM_PAGE;
+	st->balloon_asked = atomic_load(&m->balloon_asked);
+	st->swap_errors = atomic_load(&m->swap_errors);
+	st->swap_corrupt = atomic_load(&m->swap_corrupt);
+	st->swap_usable = m->swap && swapfile_usable(m->swap);
 	st->touched = st->private_ + st->shared;
 	st->share_capped = atomic_load(&m->capped);
 	st->refaults = atomic_load(&m->refaults);
@@ -83,13 +100,16 @@ void mem_log_stats(struct memmgr *m)
 
 	if (mem_get_stats(m, &s) < 0)
 		return;
-	log_info("memory: configured %llu MiB, touched %llu, consumed %llu, zero %llu, shared %llu "
-		 "(saved %llu, pool %llu), ballooned %llu MiB; refaults %llu, unshares %llu, "
-		 "scans %llu, sharing CPU %.2f s",
+	log_info("memory: configured %llu MiB, touched %llu, consumed %llu (target %llu), zero %llu, "
+		 "shared %llu (saved %llu, pool %llu), ballooned %llu, compressed %llu (cache %llu), "
+		 "swapped %llu MiB; refaults %llu, unshares %llu, scans %llu, sharing CPU %.2f s",
 		 (unsigned long long)(s.configured >> 20), (unsigned long long)(s.touched >> 20),
-		 (unsigned long long)(s.consumed >> 20), (unsigned long long)(s.zero >> 20),
+		 (unsigned long long)(s.consumed >> 20), (unsigned long long)(s.target >> 20),
+		 (unsigned long long)(s.zero >> 20),
 		 (unsigned long long)(s.shared >> 20), (unsigned long long)(s.shared_saved >> 20),
 		 (unsigned long long)(s.pool >> 20), (unsigned long long)(s.ballooned >> 20),
+		 (unsigned long long)(s.compressed >> 20), (unsigned long long)(s.zcache >> 20),
+		 (unsigned long long)(s.swapped >> 20),
 		 (unsigned long long)s.refaults, (unsigned long long)s.unshares,
 		 (unsigned long long)s.share_scans, (double)s.share_cpu_ns / 1e9);
 }

@@ -1,7 +1,10 @@
 /* kvmm's own memory commands (DESIGN.md section 6: x-kvmm- prefix):
  * - x-kvmm-query-memory: the memory manager's figures (bytes; counts where named), the sharing
  *   mode and capture path, the scanner's limits, and what the host kernel offers;
- * - x-kvmm-set-memory {share-rate?, share-cpu?}: changes the scanner's limits live. */
+ * - x-kvmm-set-memory {share-rate?, share-cpu?, limit?, reservation?}: changes the scanner's
+ *   limits and the VM's memory limit and reservation (bytes) live;
+ * - x-kvmm-page-out {gpa, size, how?}: takes those pages out now (compress, swap or auto), as
+ *   the reclaimer does with cold ones; for tests and benchmarks. */
 #include <kvmm/mem.h>
 #include <kvmm/qmp.h>
 #include <kvmm/vm.h>
@@ -48,6 +51,18 @@ static int cmd_query_memory(void *opaque, json_t *args, json_t **ret, struct qmp
 			 "share-cpu-ns", J(s.share_cpu_ns), "captures", J(s.captures),
 			 "captures-aborted", J(s.captures_aborted), "share-rate", J(rate), "share-cpu", J(cpu),
 			 "features", features_json(mem_features(vm->memmgr)));
+	if (*ret)
+		json_object_update_missing_new(*ret, json_pack(
+			"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+			" s:b}",
+			"target", J(s.target), "limit", J(s.limit), "reservation", J(s.reservation),
+			"compressed", J(s.compressed), "compress-saved", J(s.compress_saved),
+			"compress-cache", J(s.zcache), "swapped", J(s.swapped),
+			"compress-out", J(s.compress_out), "compress-in", J(s.compress_in),
+			"swap-out", J(s.swap_out), "swap-in", J(s.swap_in),
+			"reclaim-refaults", J(s.reclaim_refaults), "active", J(s.active),
+			"balloon-asked", J(s.balloon_asked), "swap-errors", J(s.swap_errors),
+			"swap-corrupt", J(s.swap_corrupt), "swap-usable", s.swap_usable));
 	if (*ret && vm->cfg->mem_share == MEM_SHARE_KSM)
 		json_object_set_new(*ret, "ksm", json_pack("{s:I, s:I, s:I, s:I, s:I}",
 				"merging-pages", J(s.ksm_merging), "zero-pages", J(s.ksm_zero),
@@ -72,19 +87,74 @@ static int cmd_set_memory(void *opaque, json_t *args, json_t **ret, struct qmp_e
 		qmp_error_set(err, QMP_ERR_GENERIC, "Parameter 'share-cpu' must be 1 to 100 (percent of one core)");
 		return -EINVAL;
 	}
-	if (mem_set_share_rate(vm->memmgr, (uint64_t)r, (unsigned)c) < 0) {
+	json_t *limit = json_object_get(args, "limit"), *res = json_object_get(args, "reservation");
+	json_int_t l = limit ? json_integer_value(limit) : 0, v = res ? json_integer_value(res) : 0;
+
+	if ((limit && l < 4096) || (res && v < 0)) {
+		qmp_error_set(err, QMP_ERR_GENERIC, "Parameter '%s' must be a size in bytes%s",
+			      limit && l < 4096 ? "limit" : "reservation",
+			      limit && l < 4096 ? ", at least 4096" : "");
+		return -EINVAL;
+	}
+	if ((limit || res) && mem_set_limits(vm->memmgr, limit ? (uint64_t)l : UINT64_MAX,
+					     res ? (uint64_t)v : UINT64_MAX) < 0) {
+		qmp_error_set(err, QMP_ERR_GENERIC, "cannot set limit/reservation: the reservation must "
+			      "not exceed the limit, nor the limit the memory, and the VM must have been "
+			      "started with --mem-share zero|tps or a --mem-limit (reclaim needs userfaultfd)");
+		return -EINVAL;
+	}
+	if ((rate || cpu) && mem_set_share_rate(vm->memmgr, (uint64_t)r, (unsigned)c) < 0) {
 		qmp_error_set(err, QMP_ERR_GENERIC, "cannot set KSM's scan rate");
 		return -EIO;
 	}
 	return 0;
 }
 
+static int cmd_page_out(void *opaque, json_t *args, json_t **ret, struct qmp_error *err)
+{
+	struct vm *vm = opaque;
+	json_int_t gpa = json_integer_value(json_object_get(args, "gpa"));
+	json_int_t size = json_integer_value(json_object_get(args, "size"));
+	json_t *how_j = json_object_get(args, "how");
+	const char *how = how_j ? json_string_value(how_j) : "auto";
+	enum mem_out o;
+	int64_t n;
+
+	if (!strcmp(how, "auto"))
+		o = MEM_OUT_AUTO;
+	else if (!strcmp(how, "compress"))
+		o = MEM_OUT_COMPRESS;
+	else if (!strcmp(how, "swap"))
+		o = MEM_OUT_SWAP;
+	else {
+		qmp_error_set(err, QMP_ERR_GENERIC, "Parameter 'how' must be auto, compress or swap");
+		return -EINVAL;
+	}
+	if (gpa < 0 || size < 0) {
+		qmp_error_set(err, QMP_ERR_GENERIC, "Parameters 'gpa' and 'size' must not be negative");
+		return -EINVAL;
+	}
+	n = mem_page_out(vm->memmgr, (uint64_t)gpa, (uint64_t)size, o);
+	if (n < 0) {
+		qmp_error_set(err, QMP_ERR_GENERIC, "%s", n == -ENOTSUP ? "reclaim needs userfaultfd: start "
+			      "with --mem-share zero|tps or a --mem-limit" : strerror((int)-n));
+		return (int)n;
+	}
+	*ret = json_pack("{s:I}", "pages", J(n));
+	return *ret ? 0 : -ENOMEM;
+}
+
 static const struct qmp_param set_params[] = {
-	{ "share-rate", QMP_INT, true }, { "share-cpu", QMP_INT, true }, { NULL } };
+	{ "share-rate", QMP_INT, true }, { "share-cpu", QMP_INT, true }, { "limit", QMP_INT, true },
+	{ "reservation", QMP_INT, true }, { NULL } };
+
+static const struct qmp_param page_out_params[] = {
+	{ "gpa", QMP_INT, false }, { "size", QMP_INT, false }, { "how", QMP_STR, true }, { NULL } };
 
 static const struct qmp_command mem_commands[] = {
 	{ "x-kvmm-query-memory", cmd_query_memory, NULL },
 	{ "x-kvmm-set-memory", cmd_set_memory, set_params },
+	{ "x-kvmm-page-out", cmd_page_out, page_out_params },
 	{ NULL, NULL, NULL },
 };
 

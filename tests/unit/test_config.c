@@ -377,9 +377,17 @@ Test(config, compression_and_swap, .timeout = 10)
 
 	OK("--kernel", kernel, "--mem-swap", "/var/tmp/vm.swap");
 	cr_expect_str_eq(cfg.mem_swap, "/var/tmp/vm.swap");
+	cr_expect_eq(cfg.mem_swap_size, 0);
+	OK("--kernel", kernel, "--mem-swap", "/var/tmp/vm.swap,size=64M");
+	cr_expect_str_eq(cfg.mem_swap, "/var/tmp/vm.swap");
+	cr_expect_eq(cfg.mem_swap_size, 64ull << 20);
 	OK("--kernel", kernel, "--mem-swap", "off");
 	cr_expect_null(cfg.mem_swap);
+	cr_expect_eq(cfg.mem_swap_size, 0);
 	FAILS("--mem-swap: empty path", "--kernel", kernel, "--mem-swap", "");
+	FAILS("--mem-swap: empty path", "--kernel", kernel, "--mem-swap", ",size=1M");
+	FAILS("--mem-swap: size=1 is too small", "--kernel", kernel, "--mem-swap", "/var/tmp/s,size=1");
+	FAILS("--mem-swap", "--kernel", kernel, "--mem-swap", "/var/tmp/s,size=lots");
 }
 
 Test(config, balloon, .timeout = 10)
@@ -532,7 +540,7 @@ Test(config, usage_lists_every_option, .timeout = 10)
 		"-m, --memory SIZE", "--cpus N", "--kernel FILE", "--initrd FILE", "--append",
 		"--mem-reservation SIZE", "--mem-limit SIZE", "--mem-shares N|low|normal|high",
 		"--mem-share off|zero|tps|ksm", "--mem-salt vm|host|NAME", "--mem-compress on|off",
-		"--mem-compress-max PCT", "--mem-swap FILE|off", "--mem-backend anon|memfd|hugetlb|thp",
+		"--mem-compress-max PCT", "--mem-swap FILE[,size=SIZE]|off", "--mem-backend anon|memfd|hugetlb|thp",
 		"--balloon[=", "--qmp unix:PATH", "--serial stdio|file:PATH|unix:PATH", "--hostd SOCKET",
 		"--name NAME", "--no-reboot", "--config FILE.ini", "-h, --help",
 	};

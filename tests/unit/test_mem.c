@@ -153,7 +153,7 @@ Test(pstate, random_walk_counts, .timeout = 10)
 		if (ok) {
 			cr_assert_eq(pstate_get(&t, i), to);
 			cr_assert_eq(pstate_file_vma(&t, i), fv);
-			cr_assert_eq(t.slot[i], to == PS_SHARED ? slot : 0);
+			cr_assert_eq(t.slot[i], to == PS_SHARED || to == PS_COMPRESSED || to == PS_SWAPPED ? slot : 0);
 		}
 		if (k % 97 == 0)
 			expect_counts_consistent(&t);
@@ -178,7 +178,7 @@ Test(pstate, file_vma_flag_and_slot, .timeout = 10)
 	cr_expect_eq(pstate_set(&t, 2, PS_PRESENT, 42, true), 0);
 	cr_expect_eq(pstate_get(&t, 2), PS_PRESENT);
 	cr_expect(pstate_file_vma(&t, 2));
-	cr_expect_eq(t.slot[2], 0, "a slot is kept only for SHARED");
+	cr_expect_eq(t.slot[2], 0, "a slot is kept only for SHARED, COMPRESSED and SWAPPED");
 
 	cr_expect_eq(pstate_set(&t, 2, PS_PRESENT, 0, false), 0);
 	cr_expect_not(pstate_file_vma(&t, 2), "cleared");
@@ -191,6 +191,31 @@ Test(pstate, file_vma_flag_and_slot, .timeout = 10)
 	cr_expect_eq(pstate_set(&t, 7, PS_SHARED, UINT32_MAX - 1, false), 0);
 	cr_expect_eq(t.slot[7], UINT32_MAX - 1);
 	cr_expect_not(pstate_file_vma(&t, 7));
+	expect_counts_consistent(&t);
+	pstate_free(&t);
+}
+
+Test(pstate, reclaim_states_keep_their_handle, .timeout = 10)
+{
+	struct pstate_table t;
+
+	cr_assert_eq(pstate_init(&t, 4), 0);
+	/* Compressed (cache handle), evicted to swap (slot), faulted back in. */
+	cr_expect_eq(pstate_set(&t, 1, PS_COMPRESSED, 9, false), 0);
+	cr_expect_eq(t.slot[1], 9);
+	cr_expect_eq(pstate_set(&t, 1, PS_SWAPPED, 1234, false), 0);
+	cr_expect_eq(t.slot[1], 1234);
+	cr_expect_eq(pstate_set(&t, 1, PS_COMPRESSED, 3, false), -EINVAL, "swap never goes back to the cache");
+	cr_expect_eq(t.slot[1], 1234, "a refused transition changes nothing");
+	cr_expect_eq(pstate_set(&t, 1, PS_PRESENT, 0, false), 0);
+	cr_expect_eq(t.slot[1], 0);
+	/* Straight to swap (did not fit in 2 KiB), then given up by the balloon. */
+	cr_expect_eq(pstate_set(&t, 2, PS_SWAPPED, 0, false), 0, "slot 0 is a valid slot");
+	cr_expect_eq(pstate_set(&t, 2, PS_BALLOONED, 0, false), 0);
+	cr_expect_eq(pstate_set(&t, 3, PS_COMPRESSED, 0, false), 0);
+	cr_expect_eq(pstate_set(&t, 3, PS_ZERO, 0, false), -EINVAL, "a compressed page is not dropped");
+	cr_expect_eq(t.count[PS_COMPRESSED], 1);
+	cr_expect_eq(t.count[PS_BALLOONED], 1);
 	expect_counts_consistent(&t);
 	pstate_free(&t);
 }
@@ -224,9 +249,9 @@ Test(pstate, fault_action_and_name, .timeout = 10)
 	cr_expect_eq(pstate_fault_action(PS_ZERO), FA_ZERO);
 	cr_expect_eq(pstate_fault_action(PS_BALLOONED), FA_ZERO);
 	cr_expect_eq(pstate_fault_action(PS_SHARED), FA_WAKE);
-	cr_expect_eq(pstate_fault_action(PS_COMPRESSED), FA_UNSUPPORTED);
-	cr_expect_eq(pstate_fault_action(PS_SWAPPED), FA_UNSUPPORTED);
-	cr_expect_eq(pstate_fault_action(PS_NR), FA_UNSUPPORTED);
+	cr_expect_eq(pstate_fault_action(PS_COMPRESSED), FA_DECOMPRESS);
+	cr_expect_eq(pstate_fault_action(PS_SWAPPED), FA_SWAP_IN);
+	cr_expect_eq(pstate_fault_action(PS_NR), FA_WAKE);
 
 	cr_expect_str_eq(pstate_name(PS_PRESENT), "present");
 	cr_expect_str_eq(pstate_name(PS_ZERO), "zero");

@@ -1,0 +1,311 @@
+/* The reclaimer thread ("mem-reclaim", DESIGN.md section 5): holds the VM's consumed host memory
+ * (its private pages, the sharing pool and the compression cache) at its target, which is the
+ * limit (later also hostd's target) but never below the reservation.
+ *
+ * Every tick it measures consumed (pagemap) and, when over the target, reclaims the cheapest way
+ * first: sharing runs on its own (share.c); then the balloon, when the guest has a driver: it is
+ * asked for the excess and given BALLOON_GRACE_MS while what it holds keeps growing; then the
+ * coldest pages are compressed, or swapped (reclaim.c). The rate is capped and halves while the
+ * guest faults back what was taken (refaults), so a reclaimer that takes hot pages slows down.
+ *
+ * Coldness: every AGE_PERIOD_MS each page's age grows by one unless KVM's dirty log says the guest
+ * wrote it; a fault-in sets it to zero. The sweep takes pages at least min_age old, and lowers
+ * min_age only when a whole sweep found too few. The written pages per period, with the faults
+ * on taken pages, give the active-memory estimate (fast and slow moving averages, the larger
+ * wins, as in ESX). Reads are seen only through refaults: see docs/architecture.md. */
+#include "mem_internal.h"
+
+#include <kvmm/log.h>
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+
+#define TICK_MS 250
+#define AGE_PERIOD_MS 2000
+#define AGE_COLD 3                 /* periods unwritten before a page counts as cold */
+#define RATE_MIN 256u              /* pages per second */
+#define RATE_MAX 65536u            /* 256 MiB/s */
+#define BALLOON_GRACE_MS 8000      /* how long the balloon gets while it makes progress */
+#define BALLOON_STALL_MS 2000      /* no growth for this long: it has given what it can */
+#define BALLOON_RETRY_MS 30000
+#define BALLOON_MAX_PCT 65         /* ESX Mem.CtlMaxPercent */
+
+struct reclaimer {
+	uint64_t now_ms, next_age_ms;
+	unsigned rate;                  /* pages per second now */
+	uint64_t taken_tick, refaults_seen, refaults_rate;
+	uint64_t balloon_until, balloon_retry, balloon_progress_ms;
+	int64_t balloon_last;
+	uint8_t *bitmap;                /* dirty log of one memslot */
+	double active_fast, active_slow;
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static bool nap(struct memmgr *m, int ms)
+{
+	struct pollfd p = { .fd = m->stop_fd, .events = POLLIN };
+
+	poll(&p, 1, ms);
+	return !atomic_load(&m->stopping);
+}
+
+uint64_t mem_target(struct memmgr *m)
+{
+	uint64_t limit = atomic_load(&m->limit), res = atomic_load(&m->reservation);
+
+	return limit > res ? limit : res;
+}
+
+static int dirty_log(struct memmgr *m, bool on)
+{
+	for (unsigned k = 0; k < m->gm->nr_regions; k++) {
+		const struct gmem_region *r = &m->gm->regions[k];
+		struct kvm_userspace_memory_region slot = {
+			.slot = k, .flags = on ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+			.guest_phys_addr = r->gpa, .memory_size = r->size,
+			.userspace_addr = (uintptr_t)r->host,
+		};
+
+		if (ioctl(m->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+int mem_attach_vm(struct memmgr *m, int vm_fd)
+{
+	int r;
+
+	if (!m->reclaim)
+		return 0;
+	m->vm_fd = vm_fd;
+	if ((r = dirty_log(m, true)) < 0) {
+		log_info("memory: KVM dirty log unavailable (%s): pages age without write tracking",
+			 strerror(-r));
+		m->vm_fd = -1;
+	}
+	return 0;
+}
+
+/* One aging period: written pages (dirty log) become young, the rest one period older. */
+static void age(struct memmgr *m, struct reclaimer *rc)
+{
+	uint64_t written = 0, refaults = atomic_load(&m->reclaim_refaults);
+	double f;
+
+	for (unsigned k = 0; k < m->gm->nr_regions; k++) {
+		const struct gmem_region *r = &m->gm->regions[k];
+		size_t first = (size_t)(r->host - m->gm->map) / MEM_PAGE, n = r->size / MEM_PAGE;
+		struct kvm_dirty_log log = { .slot = k, .dirty_bitmap = rc->bitmap };
+		bool have = m->vm_fd >= 0 && rc->bitmap &&
+			    (memset(rc->bitmap, 0, (n + 63) / 64 * 8), ioctl(m->vm_fd, KVM_GET_DIRTY_LOG, &log) == 0);
+
+		for (size_t i = 0; i < n; i++) {
+			uint8_t *a = &m->age[first + i];
+
+			if (have && rc->bitmap[i / 8] >> (i % 8) & 1) {
+				*a = 0;
+				written++;
+			} else if (*a < 255) {
+				(*a)++;
+			}
+		}
+	}
+	written += refaults - rc->refaults_seen;
+	rc->refaults_seen = refaults;
+	if (m->vm_fd < 0)
+		return;
+	f = (double)written;
+	rc->active_fast = rc->active_fast * 0.5 + f * 0.5;
+	rc->active_slow = rc->active_slow * 0.9 + f * 0.1;
+	atomic_store(&m->active_pages, (uint64_t)(rc->active_fast > rc->active_slow ? rc->active_fast :
+						  rc->active_slow));
+}
+
+/* Host memory the VM holds now, in pages. */
+static uint64_t consumed_pages(struct memmgr *m)
+{
+	int64_t priv = stats_count_private(m);
+	uint64_t pool;
+
+	pthread_mutex_lock(&m->lock);
+	pool = m->pool.live;
+	pthread_mutex_unlock(&m->lock);
+	return (priv > 0 ? (uint64_t)priv : 0) + pool + reclaim_consumed_extra(m) / MEM_PAGE;
+}
+
+/* Takes up to `want` pages at least m->min_age old, from the clock hand on. */
+static size_t sweep(struct memmgr *m, size_t want)
+{
+	uint64_t pm[MEM_CHUNK];
+	size_t taken = 0, scanned = 0;
+
+	while (taken < want && scanned < m->pages && !atomic_load(&m->stopping)) {
+		size_t first = m->hand, n = m->pages - first < MEM_CHUNK ? m->pages - first : MEM_CHUNK;
+		struct chunkmap sel = { 0 };
+		size_t count = 0;
+
+		pthread_mutex_lock(&m->lock);
+		if (pagemap_read(m, first, n, pm) == 0) {
+			for (size_t i = 0; i < n && taken + count < want; i++) {
+				if (pstate_get(&m->ps, first + i) != PS_PRESENT || pstate_file_vma(&m->ps, first + i) ||
+				    m->age[first + i] < m->min_age ||
+				    (pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) != (PM_PRESENT | PM_EXCLUSIVE))
+					continue;
+				cm_set(&sel, i);
+				count++;
+			}
+			if (count)
+				taken += reclaim_chunk(m, first, n, &sel, MEM_OUT_AUTO);
+		}
+		pthread_mutex_unlock(&m->lock);
+		scanned += n;
+		m->hand = first + n >= m->pages ? 0 : first + n;
+	}
+	return taken;
+}
+
+/* The balloon's turn: true while it is being given time. */
+static bool balloon_step(struct memmgr *m, struct reclaimer *rc, uint64_t excess)
+{
+	int64_t held = m->hooks.balloon_held ? m->hooks.balloon_held(m->hooks.opaque) : -1;
+	uint64_t cap = m->gm->ram_size / 100 * BALLOON_MAX_PCT, ask;
+
+	if (held < 0 || !m->hooks.balloon_ask)
+		return false;
+	if (rc->now_ms < rc->balloon_until) {
+		if (held > rc->balloon_last) {
+			rc->balloon_last = held;
+			rc->balloon_progress_ms = rc->now_ms;
+		} else if (rc->now_ms - rc->balloon_progress_ms > BALLOON_STALL_MS) {
+			rc->balloon_until = rc->now_ms; /* it has given what it can */
+			return false;
+		}
+		return true;
+	}
+	if (rc->now_ms < rc->balloon_retry)
+		return false;
+	ask = (uint64_t)held + excess;
+	ask = ask > cap ? cap : ask & ~(uint64_t)(MEM_PAGE - 1);
+	rc->balloon_retry = rc->now_ms + BALLOON_RETRY_MS;
+	if (ask <= (uint64_t)held + (1u << 20))
+		return false;
+	if (m->hooks.balloon_ask(m->hooks.opaque, ask) < 0)
+		return false;
+	atomic_store(&m->balloon_asked, ask);
+	log_info("memory: over target by %llu MiB: asking the balloon for %llu MiB",
+		 (unsigned long long)(excess >> 20), (unsigned long long)(ask >> 20));
+	rc->balloon_last = held;
+	rc->balloon_progress_ms = rc->now_ms;
+	rc->balloon_until = rc->now_ms + BALLOON_GRACE_MS;
+	return true;
+}
+
+/* Under the target with room to spare: what the reclaimer asked of the balloon goes back first. */
+static void balloon_return(struct memmgr *m, uint64_t room)
+{
+	uint64_t asked = atomic_load(&m->balloon_asked), give = room < asked ? room : asked;
+
+	if (!asked || !m->hooks.balloon_ask || give < (4u << 20))
+		return;
+	if (m->hooks.balloon_ask(m->hooks.opaque, asked - give) == 0)
+		atomic_store(&m->balloon_asked, asked - give);
+}
+
+static void tick(struct memmgr *m, struct reclaimer *rc)
+{
+	uint64_t target = mem_target(m) / MEM_PAGE, consumed, refaults, slack;
+	size_t want, taken;
+
+	rc->now_ms = now_ms();
+	if (rc->now_ms >= rc->next_age_ms) {
+		age(m, rc);
+		rc->next_age_ms = rc->now_ms + AGE_PERIOD_MS;
+	}
+	if (target >= m->pages && !atomic_load(&m->balloon_asked))
+		return;
+	consumed = consumed_pages(m);
+	slack = target / 100 > 256 ? target / 100 : 256; /* 1%, at least 1 MiB */
+	if (consumed <= target) {
+		if (consumed + 8 * slack < target)
+			balloon_return(m, (target - consumed - 4 * slack) * MEM_PAGE);
+		if (m->min_age < AGE_COLD)
+			m->min_age++;
+		return;
+	}
+	if (balloon_step(m, rc, (consumed - target + slack) * MEM_PAGE))
+		return;
+	/* Refaults since the last tick against what it took: taking hot pages halves the rate. */
+	refaults = atomic_load(&m->reclaim_refaults);
+	if (refaults - rc->refaults_rate > rc->taken_tick / 4 && rc->rate > RATE_MIN)
+		rc->rate /= 2;
+	else if (rc->rate < RATE_MAX)
+		rc->rate *= 2;
+	rc->refaults_rate = refaults;
+	want = consumed - target + slack;
+	if (want > (size_t)rc->rate * TICK_MS / 1000)
+		want = (size_t)rc->rate * TICK_MS / 1000;
+	taken = sweep(m, want);
+	if (taken < want && m->min_age > 0)
+		m->min_age--;
+	rc->taken_tick = taken;
+}
+
+static void *reclaim_main(void *opaque)
+{
+	struct memmgr *m = opaque;
+	struct reclaimer rc = { .rate = RATE_MAX / 16 };
+	size_t most = 0;
+
+	for (unsigned k = 0; k < m->gm->nr_regions; k++)
+		if (m->gm->regions[k].size / MEM_PAGE > most)
+			most = m->gm->regions[k].size / MEM_PAGE;
+	rc.bitmap = calloc((most + 63) / 64, 8);
+	m->min_age = AGE_COLD;
+	while (nap(m, TICK_MS))
+		tick(m, &rc);
+	free(rc.bitmap);
+	return NULL;
+}
+
+int reclaim_start(struct memmgr *m)
+{
+	int r = pthread_create(&m->reclaim_thread, NULL, reclaim_main, m);
+
+	if (r)
+		return -r;
+	pthread_setname_np(m->reclaim_thread, "mem-reclaim");
+	m->reclaim_started = true;
+	return 0;
+}
+
+int mem_set_limits(struct memmgr *m, uint64_t limit, uint64_t reservation)
+{
+	uint64_t l = limit == UINT64_MAX ? atomic_load(&m->limit) : limit;
+	uint64_t res = reservation == UINT64_MAX ? atomic_load(&m->reservation) : reservation;
+
+	if (!m->reclaim || res > l || l > m->gm->ram_size || l < MEM_PAGE)
+		return -EINVAL;
+	atomic_store(&m->limit, l);
+	atomic_store(&m->reservation, res);
+	log_info("memory: limit %llu MiB, reservation %llu MiB", (unsigned long long)(l >> 20),
+		 (unsigned long long)(res >> 20));
+	return 0;
+}
+
+void mem_set_hooks(struct memmgr *m, const struct mem_hooks *h)
+{
+	m->hooks = *h;
+}
