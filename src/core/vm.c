@@ -245,11 +245,13 @@ static int vm_create_machine(struct vm *vm)
 static int vm_create_memory(struct vm *vm)
 {
 	char size[32];
-	int r = gmem_init(&vm->mem, vm->cfg->memory);
+	int r = gmem_init(&vm->mem, vm->cfg->memory, vm->cfg->mem_backend);
 
 	if (r < 0) {
-		log_error("--memory %s: %s", size_format(vm->cfg->memory, size, sizeof(size)),
-			  r == -ENOMEM ? "the host cannot map that much memory" : "invalid size");
+		log_error("--memory %s --mem-backend %s: %s", size_format(vm->cfg->memory, size, sizeof(size)),
+			  gmem_backend_name(vm->cfg->mem_backend),
+			  r == -ENOMEM ? "the host cannot map that much memory" :
+			  r == -EINVAL ? "invalid size" : strerror(-r));
 		return r;
 	}
 	r = gmem_register(&vm->mem, vm->vm_fd);
@@ -409,9 +411,9 @@ int vm_run(const struct vm_config *cfg)
 	if (status != 0)
 		goto out;
 
-	log_info("starting %s: %u vCPU%s, %llu MiB, kernel %s", cfg->name ? cfg->name : "vm",
+	log_info("starting %s: %u vCPU%s, %llu MiB (%s), kernel %s", cfg->name ? cfg->name : "vm",
 		 vm->nr_vcpus, vm->nr_vcpus > 1 ? "s" : "", (unsigned long long)(cfg->memory >> 20),
-		 cfg->kernel);
+		 gmem_backend_name(cfg->mem_backend), cfg->kernel);
 	for (unsigned i = 0; i < vm->nr_vcpus; i++) {
 		if (vcpu_start(&vm->vcpus[i]) < 0) {
 			vm_request_exit(vm, VM_EXIT_INTERNAL, 1, "cannot start a vCPU thread");

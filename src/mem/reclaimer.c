@@ -6,7 +6,8 @@
  * first: sharing runs on its own (share.c); then the balloon, when the guest has a driver: it is
  * asked for the excess and given BALLOON_GRACE_MS while what it holds keeps growing; then the
  * coldest pages are compressed, or swapped (reclaim.c). The rate is capped and halves while the
- * guest faults back what was taken (refaults), so a reclaimer that takes hot pages slows down.
+ * guest faults back what was taken (refaults), so a reclaimer that takes hot pages slows down,
+ * except when consumed is more than 5% over the target: then it runs at full rate.
  *
  * Coldness: every AGE_PERIOD_MS each page's age grows by one unless KVM's dirty log says the guest
  * wrote it; a fault-in sets it to zero. The sweep takes pages at least min_age old, and lowers
@@ -247,9 +248,12 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 	}
 	if (balloon_step(m, rc, (consumed - target + slack) * MEM_PAGE))
 		return;
-	/* Refaults since the last tick against what it took: taking hot pages halves the rate. */
+	/* Refaults since the last tick against what it took: taking hot pages halves the rate;
+	 * but the limit is a limit: more than 5% over it, full speed whatever it costs. */
 	refaults = atomic_load(&m->reclaim_refaults);
-	if (refaults - rc->refaults_rate > rc->taken_tick / 4 && rc->rate > RATE_MIN)
+	if (consumed > target + target / 20)
+		rc->rate = RATE_MAX;
+	else if (refaults - rc->refaults_rate > rc->taken_tick / 4 && rc->rate > RATE_MIN)
 		rc->rate /= 2;
 	else if (rc->rate < RATE_MAX)
 		rc->rate *= 2;

@@ -11,16 +11,19 @@
 - corrupted slot: the swap file is overwritten while pages are in it; the next fault on a swapped
   page is detected (MEMORY_FAILURE, a log line naming the slot's page), the VM stops with status 1
   and the guest never reads the bad data (no mismatch line).
+- active: a guest touching 64 MiB of 256 MiB is estimated within 2x of that.
 - Linux with its balloon driver under a limit below what it uses: the reclaimer asks the balloon
   before it compresses, and the guest keeps running."""
 import os
 import re
 import tempfile
 import time
-from kvmmtest import GUEST_INITRD, GUEST_KERNEL, TEST_GUEST, Qmp, Vm, check, finish, pss_kib
+from kvmmtest import BUILD, GUEST_INITRD, GUEST_KERNEL, TEST_GUEST, Qmp, Vm, check, finish, pss_kib
 
 MIB = 1 << 20
-tmp = tempfile.mkdtemp(dir=os.environ.get("KVMM_SWAP_DIR", "/var/tmp"))
+# Swap files go to the build tree: the test host's own disk is small and its /tmp is memory.
+os.makedirs(os.path.join(BUILD, "tests"), exist_ok=True)
+tmp = tempfile.mkdtemp(dir=os.environ.get("KVMM_SWAP_DIR", os.path.join(BUILD, "tests")))
 
 
 def boot(args, append, timeout=1500, kernel=TEST_GUEST):
@@ -51,7 +54,7 @@ def verifies(vm, n):
 
 # --- limit: 768 MiB written under 384 MiB -------------------------------------------------------
 swap = os.path.join(tmp, "limit.swap")
-vm, q = boot(["--mem-limit", "384M", "--mem-swap", swap],
+vm, q = boot(["--mem-limit", "384M", "--mem-swap", f"{swap},size=640M"],
              "test=fill,idle:40,verify,idle:20,verify,idle:60,verify size=768M pattern=text:50,random:50 seed=7")
 base = pss_kib(vm.proc.pid) * 1024
 check(vm.expect("KVMM test=fill "), "limit: the guest wrote 768 MiB")
@@ -100,7 +103,7 @@ check(vm.guest_status() == 0 and verifies(vm, 1) == [0], "full swap: verify find
 
 # --- corrupted slot --------------------------------------------------------------------------
 swap = os.path.join(tmp, "bad.swap")
-vm, q = boot(["--mem-limit", "256M", "--mem-compress", "off", "--mem-swap", swap],
+vm, q = boot(["--mem-limit", "256M", "--mem-compress", "off", "--mem-swap", f"{swap},size=384M"],
              "test=fill,idle:60,verify size=512M pattern=random:100 seed=11")
 check(vm.expect("KVMM test=fill "), "corrupt: the guest wrote 512 MiB")
 st = wait_for(vm, q, lambda s: s["swapped"] >= 128 * MIB, 55)
@@ -115,6 +118,16 @@ status = vm.wait()
 check(status == 1, f"corrupt: the VM stops with status 1 ({status})")
 check("fails its checksum" in vm.text(), "corrupt: the log says the slot failed its checksum")
 check("KVMM mismatch" not in vm.text(), "corrupt: the guest never read the damaged page")
+
+# --- active estimate ---------------------------------------------------------------------------
+vm, q = boot([], "test=fill,wss,verify size=256M hot=25 seconds=60 pattern=text:100 seed=5")
+check(vm.expect("KVMM test=fill "), "active: the guest wrote 256 MiB")
+time.sleep(40)
+st = query(vm, q)
+hot = 64 * MIB
+check(hot / 2 <= st["active"] <= hot * 2,
+      f"active: the estimate ({st['active'] // MIB} MiB) is within 2x of the 64 MiB hot set")
+check(vm.guest_status() == 0 and verifies(vm, 1) == [0], "active: verify after wss")
 
 # --- Linux: the balloon first -------------------------------------------------------------------
 vm, q = boot(["--balloon", "--mem-limit", "320M", "--mem-share", "off"], "console=ttyS0 panic=-1",

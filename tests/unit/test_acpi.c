@@ -16,7 +16,7 @@ static char dir[] = "/tmp/kvmm-test-acpi.XXXXXX";
 
 static void setup(void)
 {
-	cr_assert_eq(gmem_init(&gm, 64ull << 20), 0);
+	cr_assert_eq(gmem_init(&gm, 64ull << 20, MEM_BACKEND_ANON), 0);
 	cr_assert_not_null(mkdtemp(dir));
 }
 

@@ -80,7 +80,7 @@ static uint64_t ring(unsigned q)
 static void setup_with(const struct balloon_opts *o, unsigned nq)
 {
 	memset(&F, 0, sizeof(F));
-	cr_assert_eq(gmem_init(&F.gm, RAM_SIZE), 0);
+	cr_assert_eq(gmem_init(&F.gm, RAM_SIZE, MEM_BACKEND_ANON), 0);
 	cr_assert_eq(balloon_create(&F.gm, o,
 				    &(struct balloon_hooks){ .actual_changed = on_actual,
 							     .interval_changed = on_interval },

@@ -14,7 +14,7 @@ static char dir[] = "/tmp/kvmm-test-boot.XXXXXX";
 static void setup(void)
 {
 	cr_assert_not_null(mkdtemp(dir));
-	cr_assert_eq(gmem_init(&gm, 128ull << 20), 0);
+	cr_assert_eq(gmem_init(&gm, 128ull << 20, MEM_BACKEND_ANON), 0);
 }
 
 static void teardown(void)
@@ -107,7 +107,7 @@ Test(boot, e820_layouts)
 	for (size_t i = 1; i < n; i++)
 		cr_expect_eq(e[i - 1].addr + e[i - 1].size, e[i].addr, "sorted and contiguous below 4 GiB");
 
-	cr_assert_eq(gmem_init(&big, 5ull << 30), 0);
+	cr_assert_eq(gmem_init(&big, 5ull << 30, MEM_BACKEND_ANON), 0);
 	n = e820_build(&big, e, 8);
 	cr_assert_eq(n, 4);
 	cr_expect_eq(e[2].addr + e[2].size, GMEM_PCI_HOLE_START);

@@ -33,7 +33,7 @@ Test(e820, small_64m, .timeout = 10)
 	struct e820_entry e[8];
 	size_t n;
 
-	cr_assert_eq(gmem_init(&gm, 64ull << 20), 0);
+	cr_assert_eq(gmem_init(&gm, 64ull << 20, MEM_BACKEND_ANON), 0);
 	n = e820_build(&gm, e, 8);
 	cr_assert_eq(n, 3);
 	check_low(e, 64ull << 20);
@@ -48,7 +48,7 @@ Test(e820, just_below_the_hole_3g, .timeout = 10)
 	struct e820_entry e[8];
 	size_t n;
 
-	cr_assert_eq(gmem_init(&gm, 3ull << 30), 0);
+	cr_assert_eq(gmem_init(&gm, 3ull << 30, MEM_BACKEND_ANON), 0);
 	n = e820_build(&gm, e, 8);
 	cr_assert_eq(n, 3, "3 GiB fills region 0 exactly, nothing above 4 GiB");
 	check_low(e, GMEM_PCI_HOLE_START);
@@ -63,7 +63,7 @@ Test(e820, split_around_the_hole_5g, .timeout = 10)
 	size_t n;
 	uint64_t ram = 0;
 
-	cr_assert_eq(gmem_init(&gm, 5ull << 30), 0);
+	cr_assert_eq(gmem_init(&gm, 5ull << 30, MEM_BACKEND_ANON), 0);
 	n = e820_build(&gm, e, 8);
 	cr_assert_eq(n, 4);
 	check_low(e, GMEM_PCI_HOLE_START);
@@ -83,7 +83,7 @@ Test(e820, never_more_than_cap, .timeout = 10)
 	struct gmem gm;
 	struct e820_entry e[8];
 
-	cr_assert_eq(gmem_init(&gm, 5ull << 30), 0);
+	cr_assert_eq(gmem_init(&gm, 5ull << 30, MEM_BACKEND_ANON), 0);
 	cr_expect_eq(e820_build(&gm, e, 2), 2);
 	cr_expect_eq(e[1].type, E820_RESERVED);
 	cr_expect_eq(e820_build(&gm, NULL, 0), 0);

@@ -382,7 +382,7 @@ Test(mem, release_without_manager_discards, .timeout = 10)
 	struct gmem gm;
 	uint8_t *ram;
 
-	cr_assert_eq(gmem_init(&gm, GMEM_MIN_SIZE), 0);
+	cr_assert_eq(gmem_init(&gm, GMEM_MIN_SIZE, MEM_BACKEND_ANON), 0);
 	ram = gm.map;
 	for (int k = 0; k < 6; k++)
 		fill(ram + (size_t)k * PG, (uint8_t)k);
@@ -416,7 +416,7 @@ Test(mem, reset_without_manager_zeroes_ram, .timeout = 10)
 {
 	struct gmem gm;
 
-	cr_assert_eq(gmem_init(&gm, GMEM_MIN_SIZE), 0);
+	cr_assert_eq(gmem_init(&gm, GMEM_MIN_SIZE, MEM_BACKEND_ANON), 0);
 	for (size_t off = 0; off < gm.map_size; off += 64 * PG)
 		fill(gm.map + off, (uint8_t)(off >> 12));
 	fill(gm.map + gm.map_size - PG, 1);
@@ -439,7 +439,7 @@ Test(mem, release_and_reset_with_manager_off, .timeout = 20)
 
 	config_init(&cfg);
 	cfg.mem_share = MEM_SHARE_OFF;
-	cr_assert_eq(gmem_init(&gm, hole + (64ull << 20)), 0);
+	cr_assert_eq(gmem_init(&gm, hole + (64ull << 20), MEM_BACKEND_ANON), 0);
 	cr_assert_eq(gm.nr_regions, 2);
 	cr_assert_eq(mem_create(&m, &gm, &cfg), 0);
 	cr_expect_eq(m->ps.pages, gm.map_size / PG);

@@ -80,7 +80,7 @@ static bool start(const char *swap_opt, uint64_t swap_size, bool compress)
 		cfg.mem_swap = strdup(swap_path);
 		cfg.mem_swap_size = swap_size;
 	}
-	cr_assert_eq(gmem_init(&gm, cfg.memory), 0);
+	cr_assert_eq(gmem_init(&gm, cfg.memory, MEM_BACKEND_ANON), 0);
 	cr_assert_eq(mem_create(&m, &gm, &cfg), 0);
 	mem_set_hooks(m, &h);
 	/* The limit set up the userfaultfd; lifting it keeps the reclaimer idle, so that only the
@@ -197,7 +197,7 @@ Test(reclaim, limits_and_no_userfaultfd, .timeout = 20)
 	config_init(&c);
 	c.memory = 16u << 20;
 	c.mem_share = MEM_SHARE_OFF; /* no limit: no userfaultfd, no reclaim */
-	cr_assert_eq(gmem_init(&g, c.memory), 0);
+	cr_assert_eq(gmem_init(&g, c.memory, MEM_BACKEND_ANON), 0);
 	cr_assert_eq(mem_create(&mm, &g, &c), 0);
 	cr_expect_eq(mem_page_out(mm, 0, 4096, MEM_OUT_AUTO), -ENOTSUP);
 	cr_expect_eq(mem_set_limits(mm, 8u << 20, 0), -EINVAL, "no reclaim without userfaultfd");

@@ -73,7 +73,7 @@ static void sink_trapped(struct virtio_pci *vp, unsigned q)
 static void setup(void)
 {
 	memset(&F, 0, sizeof(F));
-	cr_assert_eq(gmem_init(&F.gm, RAM_SIZE), 0);
+	cr_assert_eq(gmem_init(&F.gm, RAM_SIZE, MEM_BACKEND_ANON), 0);
 	F.dev = (struct virtio_dev){ .name = "fake", .device_id = 5, .features = 1ull << 1 | 1ull << 3,
 				     .config_size = 8, .num_queues = 3, .queue_max_size = 256,
 				     .config_read = cfg_rd, .config_write = cfg_wr,

@@ -36,7 +36,7 @@ struct fx {
 static void fx_setup(struct fx *f, uint32_t size, bool event_idx)
 {
 	memset(f, 0, sizeof(*f));
-	cr_assert_eq(gmem_init(&f->gm, RAM_SIZE), 0);
+	cr_assert_eq(gmem_init(&f->gm, RAM_SIZE, MEM_BACKEND_ANON), 0);
 	virtq_init(&f->vq, &f->gm);
 	f->vq.size = size;
 	f->vq.desc_gpa = DESC_GPA;
