@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 REPO = os.environ.get("KVMM_REPO", os.getcwd())
@@ -51,10 +52,12 @@ SWAPSIZE = os.environ.get("SWAPSIZE", "")  # FILE,size=SWAPSIZE when set (part 2
 GUESTS = 2
 PATTERN = "text:60,random:20,zero:20"
 SAMPLE = 1.0
-TIMEOUT = float(os.environ.get("TIMEOUT_RUN", "1200"))  # s from start to both guests' exit
+TIMEOUT = float(os.environ.get("TIMEOUT_RUN", "900"))  # s from start to both guests' exit
+PROGRESS = 30.0  # s between progress lines in the log
 MiB = 1 << 20
 TICK = os.sysconf("SC_CLK_TCK")
 TMP = tempfile.mkdtemp(prefix="bench-overcommit-")
+LIVE = sys.argv[1] + ".live" if len(sys.argv) > 1 else os.devnull
 TEST_GUEST = os.path.join(BUILD, "guest", "test-guest.bzImage")
 
 
@@ -73,7 +76,7 @@ KVMM_TRAFFIC = ("swap-out", "swap-in", "compress-out", "compress-in")
 
 def kvmm_command(sock, seed, limited, swapfile):
     cmd = [KVMM, "run", "-m", f"{RAM_MB}M", "--cpus", "1", "--kernel", TEST_GUEST, "--append", append(seed),
-           "--qmp", f"unix:{sock}", "--mem-share", SHARE]
+           "--qmp", f"unix:{sock}", "--mem-share", SHARE, "--mem-stats-interval", "10"]
     if limited:
         cmd += ["--mem-limit", LIMIT, "--mem-swap", swapfile + (f",size={SWAPSIZE}" if SWAPSIZE else "")]
     return cmd
@@ -126,6 +129,32 @@ def threads_cpu(pid):
         comm = re.sub(r"\d+$", "N", comm)
         out[comm] = round(out.get(comm, 0.0) + stat_cpu(task + "/stat"), 2)
     return out
+
+
+def timed(fn, timeout=5.0):
+    """fn() in a helper thread; None if it does not return within timeout (reading smaps_rollup
+    waits for the process's mmap lock, which a stuck VMM may hold)."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    t.join(timeout)
+    return out[0] if out else None
+
+
+def diagnose(g):
+    """Where the VMM's threads are: comm, state, wchan and kernel stack of each."""
+    lines = []
+    for task in sorted(glob.glob(f"/proc/{g.proc.pid}/task/*")):
+        try:
+            comm = open(task + "/comm").read().strip()
+            state = open(task + "/stat").read().rsplit(")", 1)[1].split()[0]
+            wchan = open(task + "/wchan").read().strip()
+            stack = timed(lambda: open(task + "/stack").read(), 2.0) or "?"
+            top = " < ".join(x.split()[-1].split("+")[0] for x in stack.strip().splitlines()[:6])
+        except OSError:
+            continue
+        lines.append(f"{comm} {state} {wchan} [{top}]")
+    return "; ".join(lines)
 
 
 class Guest:
@@ -246,12 +275,27 @@ def run_config(config, run):
     t0 = min(g.t_start for g in guests)
     samples = []
     next_sample = t0
+    next_progress = t0 + PROGRESS
     try:
         deadline = t0 + TIMEOUT
         while not all(g.done() for g in guests):
             now = time.monotonic()
             if now > deadline:
+                for g in guests:
+                    if g.proc.poll() is None:
+                        log(f"{config} guest {g.idx} at the time-out: {diagnose(g)}; stderr ...{g.stderr_tail()[-400:]}")
                 raise RuntimeError(f"time-out after {TIMEOUT:.0f} s")
+            if now >= next_progress and samples:
+                next_progress += PROGRESS
+                for g in guests:
+                    gs = samples[-1]["g"][g.idx]
+                    q = gs.get("q") or {}
+                    stuck = gs.get("pss_stuck")
+                    log(f"  t={samples[-1]['t']:.0f} s guest {g.idx}: PSS {gs.get('pss_mib')} MiB" +
+                        (" (smaps_rollup stuck: " + diagnose(g) + ")" if stuck else "") +
+                        "".join(f", {k} {query_pick(q, k) // MiB if k in KVMM_LEVELS else query_pick(q, k)}"
+                                for k in KVMM_LEVELS + KVMM_TRAFFIC if query_pick(q, k) is not None) +
+                        f"; console: {g.lines[-1][1][:100] if g.lines else '-'}")
             if now >= next_sample:
                 next_sample += SAMPLE
                 mi = meminfo()
@@ -262,7 +306,11 @@ def run_config(config, run):
                     gs = {}
                     if g.proc.poll() is None:
                         try:
-                            gs["pss_mib"] = round(pss_kib(g.proc.pid) / 1024, 1)
+                            pss = timed(lambda g=g: pss_kib(g.proc.pid))
+                            if pss is not None:
+                                gs["pss_mib"] = round(pss / 1024, 1)
+                            else:
+                                gs["pss_stuck"] = True
                         except OSError:
                             pass
                         gs["cpu"] = round(stat_cpu(f"/proc/{g.proc.pid}/stat"), 2)
@@ -272,6 +320,9 @@ def run_config(config, run):
                             gs["q"] = q
                     s["g"].append(gs)
                 samples.append(s)
+                if len(samples) % 10 == 0:  # for a look while it runs, or after a crash
+                    with open(LIVE, "w") as f:
+                        f.write(json.dumps({"config": config, "run": run, "samples": samples}) + "\n")
             fds = [g.fd for g in guests if not g.eof]
             if not fds:
                 time.sleep(0.05)
@@ -346,6 +397,10 @@ def main():
     global SWAPDIR
     if SWAPDIR == "auto":
         SWAPDIR = pick_swapdir()
+    # Swap files an earlier, killed run left behind (kvmm deletes its own when it exits).
+    for old in glob.glob(os.path.join(SWAPDIR, "kvmm-overcommit-*.swap")):
+        log(f"removing {old}, left by an earlier run")
+        os.unlink(old)
     thp = open("/sys/kernel/mm/transparent_hugepage/enabled").read().strip()
     st = os.statvfs(SWAPDIR)
     fs = subprocess.run(["stat", "-f", "-c", "%T", SWAPDIR], capture_output=True, text=True).stdout.strip()
