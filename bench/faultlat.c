@@ -120,6 +120,14 @@ static unsigned pin_threads(const char *comm, int cpu)
 	return n;
 }
 
+static uint64_t clock_ns(clockid_t c)
+{
+	struct timespec ts;
+
+	clock_gettime(c, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -277,6 +285,7 @@ static void record(const char *phase, const char *access, unsigned round, const 
 /* --- the floor: a bare userfaultfd and a handler thread doing UFFDIO_COPY --- */
 
 struct floor {
+	clockid_t cpu_clock;   /* the handler thread's CPU time */
 	int uffd;
 	uint8_t *region, *src;
 	size_t len;
@@ -407,17 +416,20 @@ static void phase_floor(unsigned round, uint32_t *ns)
 	if ((r = pthread_create(&t, NULL, floor_handler, &f)))
 		die("pthread_create", r);
 	pthread_setname_np(t, "floor-uffd");
+	if ((r = pthread_getcpuclockid(t, &f.cpu_clock)))
+		die("pthread_getcpuclockid", r);
 
 	for (int w = 0; w <= 1; w++) {
 		uint8_t *base = f.region + (size_t)w * npages * PAGE;
 		uint8_t *wbytes = malloc(npages);
-		uint64_t s0 = atomic_load(&f.served);
+		uint64_t s0 = atomic_load(&f.served), c0 = clock_ns(f.cpu_clock), c1;
 
 		memset(wbytes, text_page(0)[0], npages);
 		time_set(base, npages, w, wbytes, ns);
+		c1 = clock_ns(f.cpu_clock);
 		free(wbytes);
-		snprintf(extra, sizeof(extra), "\"handler_faults\": %" PRIu64 ", \"mismatches\": %u",
-			 (uint64_t)(atomic_load(&f.served) - s0), check_pages(base, npages, floor_page));
+		snprintf(extra, sizeof(extra), "\"handler_faults\": %" PRIu64 ", \"handler_cpu_us\": %.1f, \"mismatches\": %u",
+			 (uint64_t)(atomic_load(&f.served) - s0), (c1 - c0) / 1e3, check_pages(base, npages, floor_page));
 		record("floor", w ? "write" : "read", round, ns, npages, extra);
 	}
 	atomic_store(&f.stop, true);
@@ -538,9 +550,10 @@ static void timed_pair(struct memmgr *m, uint8_t *ram, int set_r, const char *ph
 		time_set(base, npages, w, wbytes, ns);
 		stats(m, &b);
 		snprintf(extra, sizeof(extra),
-			 "\"handler_faults\": %" PRIu64 ", \"refaults\": %" PRIu64 ", \"reclaim_refaults\": %" PRIu64
+			 "\"handler_faults\": %" PRIu64 ", \"handler_cpu_us\": %.1f, \"refaults\": %" PRIu64
+			 ", \"reclaim_refaults\": %" PRIu64
 			 ", \"compress_in\": %" PRIu64 ", \"swap_in\": %" PRIu64 ", \"mismatches\": %u%s%s",
-			 b.faults - a.faults, b.refaults - a.refaults, b.reclaim_refaults - a.reclaim_refaults,
+			 b.faults - a.faults, (b.share_cpu_ns - a.share_cpu_ns) / 1e3, b.refaults - a.refaults, b.reclaim_refaults - a.reclaim_refaults,
 			 b.compress_in - a.compress_in, b.swap_in - a.swap_in, check_pages(base, npages, expect),
 			 note ? ", " : "", note ? note : "");
 		record(phase, w ? "write" : "read", round, ns, npages, extra);

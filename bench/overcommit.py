@@ -2,8 +2,9 @@
 """Overcommit benchmark, run inside the test host (bench/overcommit.sh starts it there).
 
 Two 2 GiB, 1-vCPU test guests at once, each filling 1800 MiB (`pattern=text:60,random:20,zero:20`),
-then reading and writing back its hot set (the first 20% of its pages) for WSS_SECONDS (`test=wss`),
-then verifying every page. Configurations (CONFIGS, in order, RUNS times interleaved):
+then reading and writing back its hot set (the first 20% of its pages) in WSS_STEPS wss steps of
+WSS_SECONDS each (`test=wss`: the first steps bring back what was taken during the fill, the last one
+is the steady state), then verifying every page. Configurations (CONFIGS, in order, RUNS times interleaved):
   kvmm-free     kvmm, no limit;
   kvmm-limit    kvmm, each guest `--mem-limit 1G` (2 GiB for both: the hot sets, 360 MiB each, fit)
                 and `--mem-swap` on SWAPDIR: kvmm must compress or swap out the cold pages;
@@ -42,6 +43,9 @@ from kvmmtest import Qmp, pss_kib  # noqa: E402  (the repo's QMP client and PSS 
 RUNS = int(os.environ.get("RUNS", "1"))
 CONFIGS = os.environ.get("CONFIGS", "kvmm-free,kvmm-limit,qemu-free,kvmtool-free").split(",")
 WSS_SECONDS = int(os.environ.get("WSS_SECONDS", "60"))
+# wss steps in a row: the first ones bring back what the reclaimer took during the fill (the hot set
+# is written first, so it is the coldest when the fill ends); the last one is the steady state.
+WSS_STEPS = int(os.environ.get("WSS_STEPS", "8"))
 SIZE = os.environ.get("SIZE", "1800M")
 RAM_MB = int(os.environ.get("RAM_MB", "2048"))
 LIMIT = os.environ.get("LIMIT", "1G")
@@ -52,7 +56,7 @@ SWAPSIZE = os.environ.get("SWAPSIZE", "")  # FILE,size=SWAPSIZE when set (part 2
 GUESTS = 2
 PATTERN = "text:60,random:20,zero:20"
 SAMPLE = 1.0
-TIMEOUT = float(os.environ.get("TIMEOUT_RUN", "900"))  # s from start to both guests' exit
+TIMEOUT = float(os.environ.get("TIMEOUT_RUN", "3000"))  # s from start to both guests' exit
 PROGRESS = 30.0  # s between progress lines in the log
 MiB = 1 << 20
 TICK = os.sysconf("SC_CLK_TCK")
@@ -62,7 +66,8 @@ TEST_GUEST = os.path.join(BUILD, "guest", "test-guest.bzImage")
 
 
 def append(seed):
-    return (f"test=fill,wss,verify size={SIZE} hot={HOT} seconds={WSS_SECONDS} pattern={PATTERN} seed={seed}")
+    return (f"test=fill{',wss' * WSS_STEPS},verify size={SIZE} hot={HOT} seconds={WSS_SECONDS} pattern={PATTERN} "
+            f"seed={seed}")
 
 
 # --- kvmm's interface (issue text, include/kvmm/mem.h; fix here if kvmm differs) ---
@@ -276,15 +281,18 @@ def run_config(config, run):
     samples = []
     next_sample = t0
     next_progress = t0 + PROGRESS
+    timed_out = False
     try:
         deadline = t0 + TIMEOUT
         while not all(g.done() for g in guests):
             now = time.monotonic()
             if now > deadline:
+                # The figures so far are kept; the rows say the run timed out.
                 for g in guests:
                     if g.proc.poll() is None:
                         log(f"{config} guest {g.idx} at the time-out: {diagnose(g)}; stderr ...{g.stderr_tail()[-400:]}")
-                raise RuntimeError(f"time-out after {TIMEOUT:.0f} s")
+                timed_out = True
+                break
             if now >= next_progress and samples:
                 next_progress += PROGRESS
                 for g in guests:
@@ -315,6 +323,8 @@ def run_config(config, run):
                             pass
                         gs["cpu"] = round(stat_cpu(f"/proc/{g.proc.pid}/stat"), 2)
                         g.threads = threads_cpu(g.proc.pid) or g.threads
+                        if len(samples) % 5 == 0:
+                            gs["threads"] = g.threads
                         q = g.query()
                         if q is not None:
                             gs["q"] = q
@@ -336,7 +346,9 @@ def run_config(config, run):
         for g in guests:
             cpu_threads = (threads_cpu(g.proc.pid) if g.proc.poll() is None else {}) or g.threads
             fill = g.find(r"^KVMM test=fill pages=(\d+) zero=(\d+) dup=(\d+) random=(\d+) text=(\d+)")
-            wss = g.find(r"^KVMM test=wss hot_pages=(\d+) passes=(\d+) pages_per_sec=(\d+)")
+            wss_all = [(t, m) for t, line in g.lines
+                       for m in [re.search(r"^KVMM test=wss hot_pages=(\d+) passes=(\d+) pages_per_sec=(\d+)", line)] if m]
+            wss = wss_all[-1] if len(wss_all) == WSS_STEPS else None  # the last step: the steady state
             banner = g.find(r"^KVMM guest=test event=banner")
             verifies = [int(m.group(1)) for _, line in g.lines
                         for m in [re.search(r"^KVMM test=verify pages=\d+ mismatches=(\d+)", line)] if m]
@@ -346,6 +358,12 @@ def run_config(config, run):
                    "t_wss": wss and round(wss[0] - t0, 2), "t_end": round(t_end - t0, 2),
                    "pages_per_sec": wss and int(wss[1].group(3)), "hot_pages": wss and int(wss[1].group(1)),
                    "passes": wss and int(wss[1].group(2)), "verifies": len(verifies), "mismatches": sum(verifies),
+                   "wss_steps": [{"t": round(t - t0, 2), "pages_per_sec": int(m.group(3)), "passes": int(m.group(2))}
+                                 for t, m in wss_all],
+                   "pages_per_sec_first": int(wss_all[0][1].group(3)) if wss_all else None,
+                   "pages_per_sec_mean": (round(sum(int(m.group(3)) for _, m in wss_all) / len(wss_all))
+                                          if len(wss_all) == WSS_STEPS else None),
+                   "timed_out": timed_out,
                    "exit_status": g.exit_status, "vmm_exit": g.proc.poll(), "threads_cpu": cpu_threads,
                    "guest_errors": [line for _, line in g.lines if "error=" in line or line.startswith("KVMM mismatch")][:5]}
             last_q = [s["g"][g.idx]["q"] for s in samples if "q" in s["g"][g.idx] and "error" not in s["g"][g.idx]["q"]]
@@ -355,14 +373,17 @@ def run_config(config, run):
                                for k in KVMM_LEVELS if any(query_pick(q, k) is not None for q in last_q)}
             pss = [s["g"][g.idx].get("pss_mib") for s in samples if s["g"][g.idx].get("pss_mib") is not None]
             row["pss_peak_mib"] = max(pss) if pss else None
-            # PSS while the guest ran wss: from its fill line to its wss line.
-            if fill and wss:
+            # PSS while the guest ran wss: from its fill line to its last wss line.
+            if fill and wss_all:
                 w = [s["g"][g.idx].get("pss_mib") for s in samples
-                     if fill[0] - t0 <= s["t"] <= wss[0] - t0 and s["g"][g.idx].get("pss_mib") is not None]
+                     if fill[0] - t0 <= s["t"] <= wss_all[-1][0] - t0 and s["g"][g.idx].get("pss_mib") is not None]
                 row["pss_wss_max_mib"] = max(w) if w else None
                 row["pss_wss_mean_mib"] = round(sum(w) / len(w), 1) if w else None
-            if not wss:
-                row["error"] = f"no wss line; exit {g.proc.poll()}; stderr ...{g.stderr_tail()[-300:]}; " \
+            if timed_out:
+                row["error"] = f"time-out after {TIMEOUT:.0f} s: {len(wss_all)} of {WSS_STEPS} wss steps, " \
+                               f"{len(verifies)} verifies; console ...{' | '.join(x for _, x in g.lines[-2:])[-200:]}"
+            elif not wss:
+                row["error"] = f"{len(wss_all)} of {WSS_STEPS} wss lines; exit {g.proc.poll()}; stderr ...{g.stderr_tail()[-300:]}; " \
                                f"console ...{' | '.join(x for _, x in g.lines[-4:])[-300:]}"
             elif not verifies or sum(verifies) or g.exit_status not in (0, None) or row["guest_errors"]:
                 row["error"] = f"verify: {sum(verifies)} mismatches over {len(verifies)} verifies, exit status " \
@@ -414,7 +435,7 @@ def main():
         configs = [c for c in configs if not c.startswith("kvmtool")]
     out = [{"meta": 1, "setup": {"thp": thp, "cpus": os.cpu_count(), "swapdir": SWAPDIR, "swapfs": fs,
                                  "swapdir_free_mib": st.f_bavail * st.f_frsize // MiB, "ram_mb": RAM_MB, "size": SIZE,
-                                 "limit": LIMIT, "hot": HOT, "wss_seconds": WSS_SECONDS, "share": SHARE,
+                                 "limit": LIMIT, "hot": HOT, "wss_seconds": WSS_SECONDS, "wss_steps": WSS_STEPS, "share": SHARE,
                                  "pattern": PATTERN, "memtotal_mib": meminfo()["MemTotal"] // 1024,
                                  "append": append("N")}}]
     try:
@@ -429,7 +450,7 @@ def main():
                 else:
                     for r in rows:
                         log(f"{config} run {i} guest {r['guest']}: fill at {r['t_fill']} s, wss "
-                            f"{r['pages_per_sec']} pages/s, PSS peak {r['pss_peak_mib']} MiB, during wss max "
+                            f"{[x['pages_per_sec'] for x in r['wss_steps']]} pages/s, PSS peak {r['pss_peak_mib']} MiB, during wss max "
                             f"{r.get('pss_wss_max_mib')} MiB, {r['verifies']} verifies / {r['mismatches']} "
                             f"mismatches, exit {r['exit_status']}" + (f"; ERROR {r['error']}" if "error" in r else ""))
                         if "query_end" in r:

@@ -138,7 +138,9 @@ lines = ["<!-- faultlat:begin -->", "## Fault-in latency (bench/faultlat.sh)", "
          "with LZ4 per page). Every touched page is compared afterwards with what was written before it "
          "went out (*mismatches* must be 0). Samples of all rounds pooled; the timer's own cost "
          f"({f(hd.get('timer_overhead_us'), '{:.3f}')} us median) is not subtracted. *x floor*: the figure "
-         "over the floor's same figure, same access, same placement.", ""]
+         "over the floor's same figure, same access, same placement. *Handler CPU per fault*: the CPU time "
+         "of the handler thread(s) over the set (the floor's own thread; kvmm's `mem-fault` plus its "
+         "idle scanner) over the faults they served.", ""]
 if mm:
     swapdir = os.path.dirname(mm.get("swap", "")) or "?"
     where = (" (the test host's root file system: a virtio-blk disk whose image QEMU keeps in a snapshot "
@@ -152,16 +154,19 @@ for pin, run in runs.items():
     st = run["stats"]
     lines += [f"**{PINS.get(pin, pin)}** (`-p {pin}`):", "",
               "| page | access | median (us) | p90 (us) | p99 (us) | median x floor | p90 x floor | p99 x floor | "
-              "faults seen by the handler | mismatches |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "faults seen by the handler | handler CPU per fault (us) | mismatches |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for ph in PHASES:
         for acc in ACCESS:
             s = st.get((ph, acc))
             if not s:
                 continue
             hf, mis = total(run, ph, acc, "handler_faults"), total(run, ph, acc, "mismatches")
+            cpu = total(run, ph, acc, "handler_cpu_us")
+            cpf = f"{cpu / hf:.1f}" if cpu is not None and hf else ""
             rs = ["1" if ph == "floor" else f(ratio(run, ph, acc, k), "{:.2f}") for k in ("p50", "p90", "p99")]
             lines.append(f"| {NAMES[ph]} | {acc} | {num(s['p50'])} | {num(s['p90'])} | {num(s['p99'])} | "
-                         f"{' | '.join(rs)} | {'' if hf is None else f'{hf} of {s[chr(110)]}'} | {f(mis, '{}')} |")
+                         f"{' | '.join(rs)} | {'' if hf is None else f'{hf} of {s[chr(110)]}'} | {cpf} | {f(mis, '{}')} |")
     lines.append("")
     if ("compressed", "read") in st:
         rr, rw = ratio(run, "compressed", "read", "p50"), ratio(run, "compressed", "write", "p50")
