@@ -23,7 +23,7 @@ LIB=build/release/libkvmm_core.a
 
 # What this tree's library offers (the memory manager's part 2 may not be there yet).
 defs=()
-nm "$LIB" 2>/dev/null | grep -q ' T mem_page_out$' && defs+=(-DHAVE_PAGE_OUT)
+nm "$LIB" 2>/dev/null | grep ' T mem_page_out$' >/dev/null && defs+=(-DHAVE_PAGE_OUT)  # not grep -q: pipefail + SIGPIPE
 grep -Eq 'int gmem_init\([^)]*enum mem_backend' include/kvmm/gmem.h && defs+=(-DGMEM_INIT_HAS_BACKEND)
 # --mem-swap FILE,size=SIZE (part 2): faultlat then sizes the file to what it swaps.
 grep -q 'mem_swap_size' include/kvmm/config.h && defs+=(-DHAVE_SWAP_SIZE)

@@ -82,8 +82,11 @@ lines = ["<!-- overcommit:begin -->", "## Overcommit (bench/overcommit.sh)", "",
          f"test guests at once, each `{setup.get('append', '?')}` (seeds 1 and 2): fill {setup.get('size', '?')} "
          f"(60% text, about 2.5x with LZ4; 20% random, incompressible; 20% zero), then read and write back the "
          f"first word of every page of the hot set (the first {setup.get('hot', 20)}% of the pages, "
-         f"{setup.get('hot', 20) * 18:.0f} MiB) pass after pass for {setup.get('wss_seconds', '?')} s, then verify "
-         "every page. *Throughput*: the guest's own `pages_per_sec` over its wss step. Both kvmm "
+         f"{setup.get('hot', 20) * 18:.0f} MiB) pass after pass in {setup.get('wss_steps', 1)} wss steps of "
+         f"{setup.get('wss_seconds', '?')} s each, then verify every page. *Throughput*: the guest's own "
+         "`pages_per_sec` over a wss step: *first* (what the reclaimer took during the fill comes back: the hot "
+         "set is written first, so it is the coldest page when the fill ends), *last* (the steady state, which "
+         "the target is about) and the *mean* over all steps. Both kvmm "
          f"configurations use `--mem-share {setup.get('share', '?')}`; the limited one gives each guest "
          f"`--mem-limit {setup.get('limit', '?')}` (both together {setup.get('limit', '?')} x 2 against "
          f"{2 * setup.get('ram_mb', 2048) // 1024} GiB of guest RAM, so cold pages must be compressed or swapped "
@@ -96,7 +99,7 @@ lines = ["<!-- overcommit:begin -->", "## Overcommit (bench/overcommit.sh)", "",
          + "). *PSS*: the VMM process's proportional set size, sampled every second; *during wss*: "
          "the highest sample between the guest's fill line and its wss line. kvmm's figures come from "
          "`x-kvmm-query-memory`, sampled every second; counters are totals since kvmm started.", "",
-         "| configuration | guest | fill (s) | wss throughput (pages/s) | PSS peak (MiB) | PSS during wss, max (MiB) | "
+         "| configuration | guest | fill (s) | wss first / last / mean (pages/s) | PSS peak (MiB) | PSS during wss, max (MiB) | "
          "compressed peak (MiB) | swapped peak (MiB) | compress out / in (pages) | swap out / in (pages) | "
          "verifies (mismatches) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
 for c in configs:
@@ -110,16 +113,17 @@ for c in configs:
         co, ci, so, si = (tot(k) for k in TRAFFIC[2:] + TRAFFIC[:2])
         lines.append(
             f"| {NAMES[c]} | {g} | {f(med([fill_s(r) for r in rs]), '{:.1f}')} | "
-            f"{f(med([r.get('pages_per_sec') for r in rs]))} | {f(med([r.get('pss_peak_mib') for r in rs]))} | "
+            f"{f(med([r.get('pages_per_sec_first') for r in rs]))} / {f(med([r.get('pages_per_sec') for r in rs]))} / "
+            f"{f(med([r.get('pages_per_sec_mean') for r in rs]))} | {f(med([r.get('pss_peak_mib') for r in rs]))} | "
             f"{f(med([r.get('pss_wss_max_mib') for r in rs]))} | "
             f"{'' if comp is None else f(comp / MiB)} | {'' if swp is None else f(swp / MiB)} | "
             f"{'' if co is None else f'{f(co)} / {f(ci)}'} | {'' if so is None else f'{f(so)} / {f(si)}'} | "
             f"{sum(r['verifies'] for r in rs)} ({sum(r['mismatches'] for r in rs)}) |")
 
 
-def ratio(a, b, g):
-    x = guest_med(a, g, lambda r: r.get("pages_per_sec"))
-    y = guest_med(b, g, lambda r: r.get("pages_per_sec"))
+def ratio(a, b, g, key="pages_per_sec"):
+    x = guest_med(a, g, lambda r: r.get(key))
+    y = guest_med(b, g, lambda r: r.get(key))
     return None if x is None or not y else x / y
 
 
@@ -127,15 +131,16 @@ pairs = [(a, b) for a, b in (("kvmm-limit", "kvmm-free"), ("kvmm-free", "qemu-fr
          if a in configs and b in configs]
 verdict = None
 if pairs:
-    lines += ["", "| throughput ratio | " + " | ".join(f"guest {g}" for g in guests) + " |",
+    lines += ["", "| throughput ratio (last wss step; mean over steps) | " + " | ".join(f"guest {g}" for g in guests) + " |",
               "|---|" + "---|" * len(guests)]
     for a, b in pairs:
-        lines.append(f"| {NAMES[a]} / {NAMES[b]} | " + " | ".join(f(ratio(a, b, g), "{:.2f}") for g in guests) + " |")
+        lines.append(f"| {NAMES[a]} / {NAMES[b]} | " + " | ".join(
+            f"{f(ratio(a, b, g), '{:.2f}')}; {f(ratio(a, b, g, 'pages_per_sec_mean'), '{:.2f}')}" for g in guests) + " |")
     rs = [ratio("kvmm-limit", "kvmm-free", g) for g in guests]
     if "kvmm-limit" in configs and "kvmm-free" in configs:
         ok = all(x is not None and x >= 0.9 for x in rs)
         verdict = ("Target (each guest under the combined 2 GiB limit at least 0.9 of its unconstrained "
-                   f"throughput): {', '.join(f(x, '{:.2f}') for x in rs)}: {'met' if ok else 'NOT met'}.")
+                   f"throughput, last wss step): {', '.join(f(x, '{:.2f}') for x in rs)}: {'met' if ok else 'NOT met'}.")
         lines += ["", verdict]
 for r in rows:
     if r["config"] == "kvmm-limit" and r.get("query_end"):
@@ -212,15 +217,24 @@ for k, col in zip(TRAFFIC, ("#9467bd", "#2ca02c", "#ff7f0e", "#8c564b")):
         prev = (s["t"], tot)
     if pts:
         bottom.append(f"'{write(f'traffic-{k}', pts)}' using 1:2 with lines lw 2 lc rgb '{col}' title '{k}'")
+steps = []
+for c, dt in (("kvmm-free", 2), ("kvmm-limit", 1), ("qemu-free", 3), ("kvmtool-free", 4)):
+    for g in guests:
+        r = next((x for x in rows if x["config"] == c and x["guest"] == g and x["run"] == 0), None)
+        if r and r.get("wss_steps"):
+            pts = [(x["t"], x["pages_per_sec"]) for x in r["wss_steps"]]
+            steps.append(f"'{write(f'steps-{c}-{g}', pts)}' using 1:2 with linespoints dt {dt} lw 2 pt 7 ps 0.6 "
+                         f"lc rgb '{colors.get(g, 'black')}' title '{NAMES[c]}, guest {g}'")
 png = os.path.join(os.path.dirname(doc), "overcommit.png")
 if top:
     limit_mib = {"G": 1024, "M": 1}.get(setup.get("limit", "1G")[-1:], 1) * int(setup.get("limit", "1G")[:-1] or 1)
     arrow_cmds = "".join(
         f"set object {i + 1} rect from {a},graph 0 to {b},graph 1 behind fillcolor rgb '{c}' fillstyle transparent "
         f"solid 0.06 noborder\n" for i, (a, b, c) in enumerate(arrows))
-    script = f"""set terminal pngcairo size 1000,{760 if bottom else 480}
+    panes = 1 + bool(bottom) + bool(steps)
+    script = f"""set terminal pngcairo size 1000,{330 * panes + 100}
 set output '{png}'
-set multiplot layout {2 if bottom else 1},1 title 'Overcommit: two 2 GiB test guests, --mem-limit {setup.get('limit', '1G')} each (test host, TCG)'
+set multiplot layout {panes},1 title 'Overcommit: two 2 GiB test guests, --mem-limit {setup.get('limit', '1G')} each (test host, TCG)'
 set grid
 set key outside right top vertical font ',9'
 set xlabel 'seconds since the guests started (shaded: the wss step of each limited guest)'
@@ -232,6 +246,15 @@ set yrange [0:*]
         script += f"""unset object
 set ylabel 'pages per second (both guests)'
 plot {', '.join(bottom)}
+"""
+    if steps:
+        script += f"""unset object
+set ylabel 'wss pages per second'
+set logscale y
+set yrange [*:*]
+set xlabel 'seconds since the guests started (each point: the end of a wss step)'
+plot {', '.join(steps)}
+unset logscale y
 """
     script += "unset multiplot\n"
     plot("overcommit", script)
