@@ -100,6 +100,8 @@ int mem_get_stats(struct memmgr *m, struct mem_stats *st);
 const struct mem_features *mem_features(const struct memmgr *m);
 const char *mem_capture_name(const struct memmgr *m);
 const char *mem_share_name(enum mem_share_mode mode);
+/* The sharing mode in force (--mem-share, or off where the backend cannot share). */
+enum mem_share_mode mem_share_mode(const struct memmgr *m);
 
 /* Changes the scanner's limits live: pages per second (0 keeps it) and CPU percent of one core
  * (0 keeps it). -EINVAL for values out of range. */

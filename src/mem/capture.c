@@ -149,7 +149,7 @@ enum wp_kind {
 
 static enum wp_kind wp_kind(struct memmgr *m, size_t page, uint64_t pm)
 {
-	if (pm & PM_FILE)
+	if ((pm & PM_FILE) && m->gm->backend != MEM_BACKEND_MEMFD)
 		return WK_KEEP;
 	if ((pm & (PM_PRESENT | PM_EXCLUSIVE)) == (PM_PRESENT | PM_EXCLUSIVE))
 		return WK_TAKE;
@@ -163,11 +163,14 @@ static int wp_zap(struct memmgr *m, size_t first, size_t a, size_t len, const ui
 {
 	for (size_t i = a; i < a + len;) {
 		size_t j = i;
+		int64_t r;
 
 		while (j < a + len && kind[j] != WK_KEEP)
 			j++;
-		if (j > i && madvise(mem_hva(m, first + i), (j - i) * MEM_PAGE, MADV_DONTNEED) < 0)
-			return -errno;
+		/* MADV_DONTNEED, or a hole punched in the memfd (unmapping would free nothing). */
+		r = j > i ? gmem_punch(m->gm, (first + i) * MEM_PAGE, (j - i) * MEM_PAGE) : 0;
+		if (r < 0)
+			return (int)r;
 		i = j + (j < a + len);
 	}
 	return 0;
@@ -273,6 +276,11 @@ int capture_drop(struct memmgr *m, size_t page)
 {
 	struct uffdio_zeropage z = { .range = { .start = (uintptr_t)mem_hva(m, page), .len = MEM_PAGE } };
 
+	/* A memfd has no zero page to map: leave the hole (a touch faults and gets a page then). */
+	if (m->gm->backend == MEM_BACKEND_MEMFD) {
+		fault_wake(m, mem_hva(m, page), MEM_PAGE);
+		return 0;
+	}
 	/* Wakes whoever waits on the page: a reader retries and maps the zero page, a writer
 	 * blocked on the write protection retries and copies it. */
 	while (ioctl(m->uffd, UFFDIO_ZEROPAGE, &z) < 0) {

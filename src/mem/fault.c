@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,9 +85,38 @@ static void zero_copy(struct memmgr *m, uint8_t *addr)
 /* Untouched neighbours of page i (same 2 MiB window, PRESENT and anonymous, not the faulting one's
  * other side of a pool mapping) get the zero page too: one userspace fault per window instead of
  * one per page. Writes then copy-on-write in the kernel without coming here. */
+/* --mem-backend thp: a userfaultfd-registered range gets no huge page from the kernel's own
+ * faults. A window nothing has touched yet is filled with zeros in one UFFDIO_COPY and collapsed
+ * into a huge page (MADV_COLLAPSE, Linux 6.1+); capture splits it later only where pages are
+ * taken. False when the window is not wholly untouched or the kernel will not. */
+static bool serve_huge(struct memmgr *m, size_t lo)
+{
+	static const uint8_t zeros[ZERO_WINDOW_PAGES * MEM_PAGE] __attribute__((aligned(MEM_PAGE)));
+	uint64_t pm[ZERO_WINDOW_PAGES];
+	struct uffdio_copy c = { .dst = (uintptr_t)mem_hva(m, lo), .src = (uintptr_t)zeros,
+				 .len = sizeof(zeros) };
+
+	if (lo + ZERO_WINDOW_PAGES > m->pages || pagemap_read(m, lo, ZERO_WINDOW_PAGES, pm) < 0)
+		return false;
+	for (size_t k = 0; k < ZERO_WINDOW_PAGES; k++)
+		if (pstate_get(&m->ps, lo + k) != PS_PRESENT || pstate_file_vma(&m->ps, lo + k) ||
+		    (pm[k] & (PM_PRESENT | PM_SWAP)))
+			return false;
+	if (ioctl(m->uffd, UFFDIO_COPY, &c) < 0)
+		return false; /* a partial copy leaves the rest to the 4 KiB path */
+	madvise(mem_hva(m, lo), sizeof(zeros), MADV_COLLAPSE);
+	return true;
+}
+
 static void serve_window(struct memmgr *m, size_t i)
 {
 	size_t lo = i & ~(size_t)(ZERO_WINDOW_PAGES - 1), hi = lo + ZERO_WINDOW_PAGES, end = i + 1;
+
+	if (m->gm->backend == MEM_BACKEND_THP && serve_huge(m, lo))
+		return;
+	/* A memfd has no zero page: UFFDIO_ZEROPAGE allocates, so only the faulting page. */
+	if (m->gm->backend == MEM_BACKEND_MEMFD)
+		hi = i + 1;
 
 	if (hi > m->pages)
 		hi = m->pages;

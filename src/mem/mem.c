@@ -29,6 +29,11 @@ const char *mem_capture_name(const struct memmgr *m)
 	return names[m->capture];
 }
 
+enum mem_share_mode mem_share_mode(const struct memmgr *m)
+{
+	return m->mode;
+}
+
 const struct mem_features *mem_features(const struct memmgr *m)
 {
 	return &m->feat;
@@ -61,11 +66,17 @@ static int choose_capture(struct memmgr *m)
 		log_error("%s: needs userfaultfd, which is %s", opt, f->uffd_via);
 		return -ENOTSUP;
 	}
+	if (m->gm->backend == MEM_BACKEND_MEMFD && m->cfg->mem_capture == MEM_CAPTURE_FORCE_MOVE) {
+		log_error("--mem-capture move: UFFDIO_MOVE takes anonymous pages only, not --mem-backend memfd");
+		return -ENOTSUP;
+	}
 	switch (m->cfg->mem_capture) {
 	case MEM_CAPTURE_AUTO:
 		/* wp first: measured faster (docs/architecture.md), because it flushes the TLB once
 		 * per run of pages where UFFDIO_MOVE flushes once per page. */
-		m->capture = f->uffd_wp ? MEM_CAPTURE_WP : f->uffd_move ? MEM_CAPTURE_MOVE : MEM_CAPTURE_NONE;
+		m->capture = f->uffd_wp ? MEM_CAPTURE_WP :
+			     f->uffd_move && m->gm->backend != MEM_BACKEND_MEMFD ? MEM_CAPTURE_MOVE :
+										  MEM_CAPTURE_NONE;
 		break;
 	case MEM_CAPTURE_FORCE_MOVE:
 		m->capture = f->uffd_move ? MEM_CAPTURE_MOVE : MEM_CAPTURE_NONE;
@@ -155,6 +166,18 @@ int mem_create(struct memmgr **out, struct gmem *gm, const struct vm_config *cfg
 
 	features_detect(&m->feat);
 	features_log(&m->feat);
+	/* hugetlb: 2 MiB pages cannot be taken 4 KiB at a time (capture, pool pages, compression);
+	 * only the balloon gives its memory back, whole huge pages at a time. */
+	if (!gmem_small_pages(gm) && (m->mode == MEM_SHARE_ZERO || m->mode == MEM_SHARE_TPS)) {
+		log_info("memory: --mem-backend %s: page sharing needs 4 KiB pages; sharing off",
+			 gmem_backend_name(gm->backend));
+		m->mode = MEM_SHARE_OFF;
+	}
+	if (!gmem_small_pages(gm) && cfg->mem_limit && cfg->mem_limit < gm->ram_size) {
+		log_error("--mem-limit: --mem-backend %s pages cannot be compressed or swapped 4 KiB at a "
+			  "time; use the balloon, or anon, memfd or thp", gmem_backend_name(gm->backend));
+		return -ENOTSUP;
+	}
 	if ((r = pstate_init(&m->ps, m->pages)) < 0)
 		return r;
 	m->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
@@ -294,8 +317,10 @@ static int release_pages(struct memmgr *m, size_t a, size_t b)
 			i++;
 		}
 	}
-	if (madvise(mem_hva(m, a), (b - a) * MEM_PAGE, MADV_DONTNEED) < 0)
-		return -errno;
+	int64_t r = gmem_punch(m->gm, a * MEM_PAGE, (b - a) * MEM_PAGE);
+
+	if (r < 0)
+		return (int)r;
 	for (size_t i = a; i < b; i++)
 		pstate_set(&m->ps, i, PS_BALLOONED, 0, false);
 	return 0;

@@ -119,6 +119,16 @@ struct memmgr {
 	_Atomic uint64_t share_cpu_ns_done; /* CPU of sharing threads that ended (reset keeps them) */
 };
 
+/* Guest page `page` is backed by its own host page, which may be taken: present and mapped once;
+ * anonymous, or with --mem-backend memfd the VM's own memfd page (not a pool page). */
+static inline bool mem_pm_private(const struct memmgr *m, size_t page, uint64_t pm)
+{
+	if ((pm & (PM_PRESENT | PM_EXCLUSIVE)) != (PM_PRESENT | PM_EXCLUSIVE))
+		return false;
+	return !(pm & PM_FILE) || (m->gm->backend == MEM_BACKEND_MEMFD &&
+				   pstate_get(&m->ps, page) != PS_SHARED && !pstate_file_vma(&m->ps, page));
+}
+
 static inline uint8_t *mem_hva(const struct memmgr *m, size_t page)
 {
 	return m->gm->map + (size_t)page * MEM_PAGE;
@@ -171,6 +181,7 @@ int share_start(struct memmgr *m);
 /* Makes [first, first + n) plain anonymous, registered memory again (the pool mappings and
  * written copies go). Lock held; contents are lost (the caller gives the pages up). */
 int share_unmap(struct memmgr *m, size_t first, size_t n);
+bool mem_nap(struct memmgr *m, int ms);
 uint64_t share_thread_cpu_ns(struct memmgr *m);
 
 /* reclaim.c */

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #define EVICT_BATCH 64u /* cache entries written to swap per write */
+#define READAHEAD 15u   /* pages faulted in after the one the guest touched */
 
 static void event(struct memmgr *m, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -231,25 +232,36 @@ static void memory_failure(struct memmgr *m, size_t page, const char *what, int 
 		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
 }
 
+static void fault_in_one(struct memmgr *m, size_t page, bool readahead);
+
+/* Faults page in, then the pages after it that are out too, up to READAHEAD (as the kernel's own
+ * swap readahead, vm.page-cluster): a guest reading through memory takes one fault per cluster.
+ * The faulting thread is woken by the first copy and runs while the rest come in. */
 void reclaim_fault_in(struct memmgr *m, size_t page)
+{
+	fault_in_one(m, page, false);
+	for (size_t k = 1; k <= READAHEAD && page + k < m->pages && !atomic_load(&m->fault_stopping); k++) {
+		enum pstate s = pstate_get(&m->ps, page + k);
+
+		if (s != PS_COMPRESSED && s != PS_SWAPPED)
+			break;
+		fault_in_one(m, page + k, true);
+	}
+}
+
+static void fault_in_one(struct memmgr *m, size_t page, bool readahead)
 {
 	enum pstate s = pstate_get(&m->ps, page);
 	uint32_t h = m->ps.slot[page];
 	int r;
 
-	if (s == PS_COMPRESSED) {
-		r = zcache_load(&m->zc, h, m->bounce);
-		if (r < 0) {
-			memory_failure(m, page, "compression cache entry does not decompress", r);
-			memset(m->bounce, 0, MEM_PAGE);
-		}
-	} else {
-		r = swapfile_read(m->swap, h, m->bounce);
-		if (r < 0) {
-			memory_failure(m, page, r == -EBADMSG ? "swap slot fails its checksum" :
-				       "swap slot cannot be read", r);
-			memset(m->bounce, 0, MEM_PAGE);
-		}
+	r = s == PS_COMPRESSED ? zcache_load(&m->zc, h, m->bounce) : swapfile_read(m->swap, h, m->bounce);
+	if (r < 0 && readahead)
+		return; /* only the guest's own touch of it stops the VM */
+	if (r < 0) {
+		memory_failure(m, page, s == PS_COMPRESSED ? "compression cache entry does not decompress" :
+			       r == -EBADMSG ? "swap slot fails its checksum" : "swap slot cannot be read", r);
+		memset(m->bounce, 0, MEM_PAGE);
 	}
 	if (r == 0 && fill_hole(m, page, m->bounce) < 0 && errno != EEXIST) {
 		/* The content stays where it is; the guest retries the fault. */
@@ -269,6 +281,8 @@ void reclaim_fault_in(struct memmgr *m, size_t page)
 	reclaim_forget(m, page);
 	pstate_set(&m->ps, page, PS_PRESENT, 0, false);
 	atomic_fetch_add(s == PS_COMPRESSED ? &m->compress_in : &m->swap_in, 1);
+	if (readahead)
+		return; /* not touched: it stays as old as it was, first in line to go again */
 	atomic_fetch_add(&m->reclaim_refaults, 1);
 	if (m->age)
 		m->age[page] = 0;
@@ -302,7 +316,7 @@ uint64_t reclaim_consumed_extra(struct memmgr *m)
 	if (!m->zc_on)
 		return 0;
 	zcache_get_stats(&m->zc, &zs);
-	return zs.arena_bytes;
+	return zs.arena_bytes + zs.meta_bytes;
 }
 
 int64_t mem_page_out(struct memmgr *m, uint64_t gpa, uint64_t len, enum mem_out how)
@@ -328,9 +342,7 @@ int64_t mem_page_out(struct memmgr *m, uint64_t gpa, uint64_t len, enum mem_out 
 			if (pagemap_read(m, a, n, pm) == 0) {
 				for (size_t i = 0; i < n; i++)
 					if (pstate_get(&m->ps, a + i) == PS_PRESENT &&
-					    !pstate_file_vma(&m->ps, a + i) &&
-					    (pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) ==
-						    (PM_PRESENT | PM_EXCLUSIVE))
+					    !pstate_file_vma(&m->ps, a + i) && mem_pm_private(m, a + i, pm[i]))
 						cm_set(&want, i);
 				if (!cm_empty(&want))
 					taken += (int64_t)reclaim_chunk(m, a, n, &want, how);

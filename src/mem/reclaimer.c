@@ -35,6 +35,7 @@
 #define BALLOON_STALL_MS 2000      /* no growth for this long: it has given what it can */
 #define BALLOON_RETRY_MS 30000
 #define BALLOON_MAX_PCT 65         /* ESX Mem.CtlMaxPercent */
+#define HOLD_PAGES 64u             /* pages per lock hold: a guest fault waits for at most these */
 
 struct reclaimer {
 	uint64_t now_ms, next_age_ms;
@@ -52,14 +53,6 @@ static uint64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static bool nap(struct memmgr *m, int ms)
-{
-	struct pollfd p = { .fd = m->stop_fd, .events = POLLIN };
-
-	poll(&p, 1, ms);
-	return !atomic_load(&m->stopping);
 }
 
 uint64_t mem_target(struct memmgr *m)
@@ -150,11 +143,11 @@ static uint64_t consumed_pages(struct memmgr *m)
 /* Takes up to `want` pages at least m->min_age old, from the clock hand on. */
 static size_t sweep(struct memmgr *m, size_t want)
 {
-	uint64_t pm[MEM_CHUNK];
+	uint64_t pm[HOLD_PAGES];
 	size_t taken = 0, scanned = 0;
 
 	while (taken < want && scanned < m->pages && !atomic_load(&m->stopping)) {
-		size_t first = m->hand, n = m->pages - first < MEM_CHUNK ? m->pages - first : MEM_CHUNK;
+		size_t first = m->hand, n = m->pages - first < HOLD_PAGES ? m->pages - first : HOLD_PAGES;
 		struct chunkmap sel = { 0 };
 		size_t count = 0;
 
@@ -162,8 +155,7 @@ static size_t sweep(struct memmgr *m, size_t want)
 		if (pagemap_read(m, first, n, pm) == 0) {
 			for (size_t i = 0; i < n && taken + count < want; i++) {
 				if (pstate_get(&m->ps, first + i) != PS_PRESENT || pstate_file_vma(&m->ps, first + i) ||
-				    m->age[first + i] < m->min_age ||
-				    (pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) != (PM_PRESENT | PM_EXCLUSIVE))
+				    m->age[first + i] < m->min_age || !mem_pm_private(m, first + i, pm[i]))
 					continue;
 				cm_set(&sel, i);
 				count++;
@@ -278,7 +270,7 @@ static void *reclaim_main(void *opaque)
 			most = m->gm->regions[k].size / MEM_PAGE;
 	rc.bitmap = calloc((most + 63) / 64, 8);
 	m->min_age = AGE_COLD;
-	while (nap(m, TICK_MS))
+	while (mem_nap(m, TICK_MS))
 		tick(m, &rc);
 	free(rc.bitmap);
 	return NULL;

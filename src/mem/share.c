@@ -226,7 +226,7 @@ static size_t share_chunk(struct memmgr *m, size_t first, size_t n, struct pendi
 
 		reconcile(m, page, c.pm[i]);
 		if (pstate_get(&m->ps, page) == PS_PRESENT && !pstate_file_vma(&m->ps, page) &&
-		    (c.pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) == (PM_PRESENT | PM_EXCLUSIVE))
+		    mem_pm_private(m, page, c.pm[i]))
 			classify(m, &c, first, i);
 	}
 	if (cm_empty(&c.want) || capture_pages(m, first, n, &c.want, &got) < 0)
@@ -254,7 +254,7 @@ static void share_pending(struct memmgr *m, const struct pending *p)
 	pthread_mutex_lock(&m->lock);
 	if (p->page >= m->pages || pstate_get(&m->ps, p->page) != PS_PRESENT ||
 	    pstate_file_vma(&m->ps, p->page) || pagemap_read(m, p->page, 1, &pm) < 0 ||
-	    (pm & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) != (PM_PRESENT | PM_EXCLUSIVE) ||
+	    !mem_pm_private(m, p->page, pm) ||
 	    !m->pool.ref[p->slot])
 		goto out;
 	c.cand[0] = C_SLOT;
@@ -280,8 +280,8 @@ uint64_t share_thread_cpu_ns(struct memmgr *m)
 	return ns;
 }
 
-/* Sleeps ms unless told to stop; false when stopping. */
-static bool nap(struct memmgr *m, int ms)
+/* Sleeps ms unless told to stop (the scanner and the reclaimer); false when stopping. */
+bool mem_nap(struct memmgr *m, int ms)
 {
 	struct pollfd p = { .fd = m->stop_fd, .events = POLLIN };
 
@@ -298,7 +298,7 @@ static bool pace(struct memmgr *m, uint64_t scanned, uint64_t wall0, uint64_t cp
 	uint64_t due = scanned * 1000000000ull / (rate ? rate : 1), cpu_due = cpu * 100 / (pct ? pct : 1);
 	uint64_t wait = due > cpu_due ? due : cpu_due;
 
-	return wait > wall ? nap(m, (int)((wait - wall) / 1000000) + 1) : !atomic_load(&m->stopping);
+	return wait > wall ? mem_nap(m, (int)((wait - wall) / 1000000) + 1) : !atomic_load(&m->stopping);
 }
 
 static void *share_main(void *opaque)
@@ -325,7 +325,7 @@ static void *share_main(void *opaque)
 		atomic_fetch_add(&m->scans, 1);
 		atomic_store(&m->capped, m->capped_pass);
 		if (atomic_load(&m->captures) - atomic_load(&m->captures_aborted) == before &&
-		    !nap(m, IDLE_PASS_MS))
+		    !mem_nap(m, IDLE_PASS_MS))
 			break;
 	}
 	return NULL;
@@ -349,11 +349,13 @@ int share_start(struct memmgr *m)
 
 int share_unmap(struct memmgr *m, size_t first, size_t n)
 {
-	void *p = mmap(mem_hva(m, first), n * MEM_PAGE, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+	int r = gmem_remap(m->gm, first * MEM_PAGE, n * MEM_PAGE);
 
-	if (p == MAP_FAILED)
-		return -errno;
+	if (r < 0)
+		return r;
+	/* memfd: the file under the range may still hold pages the guest gave up. */
+	if (m->gm->backend == MEM_BACKEND_MEMFD && (r = (int)gmem_punch(m->gm, first * MEM_PAGE, n * MEM_PAGE)) < 0)
+		return r;
 	/* Each page is plain anonymous memory now: PRESENT, out of the pool. */
 	for (size_t i = first; i < first + n; i++) {
 		if (pstate_get(&m->ps, i) == PS_SHARED)

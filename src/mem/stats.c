@@ -31,8 +31,7 @@ int64_t stats_count_private(struct memmgr *m)
 			return -EIO;
 		}
 		for (size_t i = 0; i < k; i++)
-			n += (pm[i] & (PM_PRESENT | PM_FILE | PM_EXCLUSIVE)) == (PM_PRESENT | PM_EXCLUSIVE) ||
-			     (pm[i] & PM_SWAP);
+			n += mem_pm_private(m, first + i, pm[i]) || (pm[i] & PM_SWAP);
 	}
 	free(pm);
 	return n;

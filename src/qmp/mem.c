@@ -42,7 +42,7 @@ static int cmd_query_memory(void *opaque, json_t *args, json_t **ret, struct qmp
 	mem_get_share_rate(vm->memmgr, &rate, &cpu);
 	*ret = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
 			 " s:I, s:I, s:I, s:I, s:I, s:I, s:o}",
-			 "mode", mem_share_name(vm->cfg->mem_share), "capture", mem_capture_name(vm->memmgr),
+			 "mode", mem_share_name(mem_share_mode(vm->memmgr)), "capture", mem_capture_name(vm->memmgr),
 			 "configured", J(s.configured), "touched", J(s.touched), "consumed", J(s.consumed),
 			 "private", J(s.private_), "zero", J(s.zero), "shared", J(s.shared),
 			 "shared-saved", J(s.shared_saved), "pool", J(s.pool), "ballooned", J(s.ballooned),
@@ -63,7 +63,7 @@ static int cmd_query_memory(void *opaque, json_t *args, json_t **ret, struct qmp
 			"reclaim-refaults", J(s.reclaim_refaults), "active", J(s.active),
 			"balloon-asked", J(s.balloon_asked), "swap-errors", J(s.swap_errors),
 			"swap-corrupt", J(s.swap_corrupt), "swap-usable", s.swap_usable));
-	if (*ret && vm->cfg->mem_share == MEM_SHARE_KSM)
+	if (*ret && mem_share_mode(vm->memmgr) == MEM_SHARE_KSM)
 		json_object_set_new(*ret, "ksm", json_pack("{s:I, s:I, s:I, s:I, s:I}",
 				"merging-pages", J(s.ksm_merging), "zero-pages", J(s.ksm_zero),
 				"pages-shared", J(s.ksm_pages_shared), "pages-sharing", J(s.ksm_pages_sharing),

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PG 4096u
@@ -61,7 +62,7 @@ static void content(uint8_t *p, size_t i)
 	}
 }
 
-static bool start(const char *swap_opt, uint64_t swap_size, bool compress)
+static bool start_on(enum mem_backend backend, const char *swap_opt, uint64_t swap_size, bool compress)
 {
 	struct mem_hooks h = { .fatal = on_fatal, .stopping = always_stopping };
 	struct mem_features f;
@@ -80,7 +81,7 @@ static bool start(const char *swap_opt, uint64_t swap_size, bool compress)
 		cfg.mem_swap = strdup(swap_path);
 		cfg.mem_swap_size = swap_size;
 	}
-	cr_assert_eq(gmem_init(&gm, cfg.memory, MEM_BACKEND_ANON), 0);
+	cr_assert_eq(gmem_init(&gm, cfg.memory, backend), 0);
 	cr_assert_eq(mem_create(&m, &gm, &cfg), 0);
 	mem_set_hooks(m, &h);
 	/* The limit set up the userfaultfd; lifting it keeps the reclaimer idle, so that only the
@@ -88,6 +89,11 @@ static bool start(const char *swap_opt, uint64_t swap_size, bool compress)
 	cr_assert_eq(mem_set_limits(m, cfg.memory, UINT64_MAX), 0);
 	cr_assert_eq(mem_start(m), 0);
 	return true;
+}
+
+static bool start(const char *swap_opt, uint64_t swap_size, bool compress)
+{
+	return start_on(MEM_BACKEND_ANON, swap_opt, swap_size, compress);
 }
 
 static void stop(void)
@@ -145,6 +151,26 @@ Test(reclaim, compress_swap_and_back, .timeout = 60)
 	cr_expect_eq(access(swap_path, F_OK), 0, "the swap file exists while in use");
 	stop();
 	cr_expect_neq(access(swap_path, F_OK), 0, "and is deleted after");
+}
+
+/* The same on a memfd: pages taken are punched out of the file (its blocks fall), and come back. */
+Test(reclaim, memfd_backend, .timeout = 60)
+{
+	struct stat sb0, sb1;
+	struct mem_stats st;
+
+	if (!start_on(MEM_BACKEND_MEMFD, "m.swap", 0, true))
+		cr_skip_test("no usable userfaultfd here");
+	fill_all();
+	cr_assert_eq(fstat(gm.fd, &sb0), 0);
+	cr_assert_eq(mem_get_stats(m, &st), 0);
+	cr_expect_geq(st.private_, (uint64_t)PAGES * PG * 9 / 10, "memfd pages count as private");
+	cr_expect_eq(mem_page_out(m, 0, UINT64_MAX, MEM_OUT_AUTO), PAGES);
+	cr_assert_eq(fstat(gm.fd, &sb1), 0);
+	cr_expect_lt(sb1.st_blocks, sb0.st_blocks / 10, "the memfd gave its pages back (%lld -> %lld blocks)",
+		     (long long)sb0.st_blocks, (long long)sb1.st_blocks);
+	cr_expect_eq(mismatches(), 0, "every page reads back as written");
+	stop();
 }
 
 Test(reclaim, full_swap_keeps_pages, .timeout = 60)
