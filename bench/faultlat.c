@@ -355,7 +355,10 @@ static void *floor_handler(void *opaque)
 	}
 }
 
-static void time_set(uint8_t *base, unsigned n, bool write, const uint8_t *wbytes_by_page, uint32_t *ns)
+/* Touches page k * stride of base for k in [0, n), in a random order (or ascending with seq), one
+ * timing each; wbytes_by_page[k]: the byte a write stores (the page's own, so it stays the same). */
+static void time_set_ex(uint8_t *base, unsigned n, unsigned stride, bool seq, bool write,
+			const uint8_t *wbytes_by_page, uint32_t *ns)
 {
 	unsigned *order = malloc(n * sizeof(*order));
 	uint8_t **addr = malloc(n * sizeof(*addr));
@@ -365,8 +368,10 @@ static void time_set(uint8_t *base, unsigned n, bool write, const uint8_t *wbyte
 		die("malloc", ENOMEM);
 	shuffle(order, n);
 	for (unsigned k = 0; k < n; k++) {
-		addr[k] = base + (size_t)order[k] * PAGE;
-		wb[k] = wbytes_by_page ? wbytes_by_page[order[k]] : 0;
+		unsigned i = seq ? k : order[k];
+
+		addr[k] = base + (size_t)i * stride * PAGE;
+		wb[k] = wbytes_by_page ? wbytes_by_page[i] : 0;
 	}
 	struct touch_job j = { .addr = addr, .n = n, .write = write, .wbyte = wb, .ns = ns };
 
@@ -374,6 +379,11 @@ static void time_set(uint8_t *base, unsigned n, bool write, const uint8_t *wbyte
 	free(order);
 	free(addr);
 	free(wb);
+}
+
+static void time_set(uint8_t *base, unsigned n, bool write, const uint8_t *wbytes_by_page, uint32_t *ns)
+{
+	time_set_ex(base, n, 1, false, write, wbytes_by_page, ns);
 }
 
 /* Pages [0, n) of base must equal expect(i) (NULL: all zero); returns the mismatches. */
@@ -467,13 +477,22 @@ static void phase_anon(unsigned round, uint32_t *ns)
 
 /* --- the memory manager --- */
 
-/* Sets in the manager's RAM, each npages long, each starting on a 2 MiB boundary. */
-enum { S_UNTOUCHED_R, S_UNTOUCHED_W, S_ZERO_R, S_ZERO_W, S_REL_R, S_REL_W, S_COMP_R, S_COMP_W, S_SWAP_R, S_SWAP_W,
-       S_NR };
+/* Sets in the manager's RAM, each 2 * npages pages long, each starting on a 2 MiB boundary.
+ * Compressed and swapped pages are timed three ways:
+ *  - isolated: every other page of the set is taken out, the ones between stay: the manager's
+ *    readahead (up to 15 pages that are out after the touched one) stops at once, so each touch is
+ *    one fault-in of one page: the figure the target compares with the floor;
+ *  - random: npages consecutive pages out, touched in a random order (readahead brings some in
+ *    before they are touched; a touch may wait while the handler reads ahead for another);
+ *  - seq: npages consecutive pages out, touched in ascending order (a guest reading through
+ *    memory: one fault per 16 pages when readahead works). */
+enum { S_UNTOUCHED_R, S_UNTOUCHED_W, S_ZERO_R, S_ZERO_W, S_REL_R, S_REL_W,
+       S_COMP_ISO_R, S_COMP_ISO_W, S_COMP_RAND, S_COMP_SEQ,
+       S_SWAP_ISO_R, S_SWAP_ISO_W, S_SWAP_RAND, S_SWAP_SEQ, S_NR };
 
 static size_t set_stride(void)
 {
-	size_t b = (size_t)npages * PAGE;
+	size_t b = 2ul * npages * PAGE;
 
 	return (b + (2ul << 20) - 1) & ~((2ul << 20) - 1);
 }
@@ -516,15 +535,33 @@ static bool __attribute__((unused)) drop_caches(void)
 	return ok;
 }
 
+/* Expected contents: dense sets hold text page i at page i; isolated sets text page i at pages
+ * 2i and 2i + 1 (the one taken out and the one that stays). */
+static const uint8_t *text_iso(unsigned i)
+{
+	return text_page(i / 2);
+}
+
 #ifdef HAVE_PAGE_OUT
-static void page_out(struct memmgr *m, struct gmem *gm, uint8_t *base, unsigned n, enum mem_out how,
-		     const char *what)
+/* Takes n pages out: all of base's first n (every 1, one call) or every other one (every 2, one
+ * call per page). */
+static void page_out(struct memmgr *m, struct gmem *gm, uint8_t *base, unsigned n, unsigned every,
+		     enum mem_out how, const char *what)
 {
 	uint64_t gpa = (uint64_t)(base - gm->map); /* RAM below 3 GiB: gpa = offset in the mapping */
-	uint64_t t0 = now_ns();
-	int64_t got = mem_page_out(m, gpa, (uint64_t)n * PAGE, how);
-	uint64_t dt = now_ns() - t0;
+	uint64_t t0 = now_ns(), dt;
+	int64_t got = 0;
 
+	if (every == 1) {
+		got = mem_page_out(m, gpa, (uint64_t)n * PAGE, how);
+	} else {
+		for (unsigned k = 0; k < n && got >= 0; k++) {
+			int64_t r = mem_page_out(m, gpa + (uint64_t)k * every * PAGE, PAGE, how);
+
+			got = r < 0 ? r : got + r;
+		}
+	}
+	dt = now_ns() - t0;
 	if (got < 0)
 		die(what, (int)got);
 	say("%s: mem_page_out took %" PRId64 " of %u pages in %.1f ms (%.1f us/page)", what, got, n, dt / 1e6,
@@ -533,31 +570,38 @@ static void page_out(struct memmgr *m, struct gmem *gm, uint8_t *base, unsigned 
 		fprintf(stderr, "faultlat: %s: mem_page_out took %" PRId64 " of %u pages\n", what, got, n);
 		exit(1);
 	}
-	fprintf(dat, "{\"page_out\": \"%s\", \"pages\": %u, \"ms\": %.3f}\n", what, n, dt / 1e6);
+	fprintf(dat, "{\"page_out\": \"%s\", \"pages\": %u, \"calls\": %u, \"ms\": %.3f}\n", what, n,
+		every == 1 ? 1 : n, dt / 1e6);
 }
 #endif
 
-/* Times reads then writes of two sets and records them with the manager's counters around them. */
+/* Times one set and records it with the manager's counters around it. */
+static void timed(struct memmgr *m, uint8_t *base, unsigned stride, bool seq, bool write, const char *phase,
+		  unsigned round, unsigned check_n, const uint8_t *(*expect)(unsigned), const uint8_t *wbytes,
+		  uint32_t *ns, const char *note)
+{
+	struct mem_stats a, b;
+	char extra[768];
+
+	stats(m, &a);
+	time_set_ex(base, npages, stride, seq, write, wbytes, ns);
+	stats(m, &b);
+	snprintf(extra, sizeof(extra),
+		 "\"handler_faults\": %" PRIu64 ", \"handler_cpu_us\": %.1f, \"refaults\": %" PRIu64
+		 ", \"reclaim_refaults\": %" PRIu64 ", \"compress_in\": %" PRIu64 ", \"swap_in\": %" PRIu64
+		 ", \"mismatches\": %u%s%s",
+		 b.faults - a.faults, (b.share_cpu_ns - a.share_cpu_ns) / 1e3, b.refaults - a.refaults,
+		 b.reclaim_refaults - a.reclaim_refaults, b.compress_in - a.compress_in, b.swap_in - a.swap_in,
+		 check_pages(base, check_n, expect), note ? ", " : "", note ? note : "");
+	record(phase, write ? "write" : "read", round, ns, npages, extra);
+}
+
 static void timed_pair(struct memmgr *m, uint8_t *ram, int set_r, const char *phase, unsigned round,
 		       const uint8_t *(*expect)(unsigned), const uint8_t *wbytes, uint32_t *ns, const char *note)
 {
-	for (int w = 0; w <= 1; w++) {
-		uint8_t *base = ram + (size_t)(set_r + w) * set_stride();
-		struct mem_stats a, b;
-		char extra[768];
-
-		stats(m, &a);
-		time_set(base, npages, w, wbytes, ns);
-		stats(m, &b);
-		snprintf(extra, sizeof(extra),
-			 "\"handler_faults\": %" PRIu64 ", \"handler_cpu_us\": %.1f, \"refaults\": %" PRIu64
-			 ", \"reclaim_refaults\": %" PRIu64
-			 ", \"compress_in\": %" PRIu64 ", \"swap_in\": %" PRIu64 ", \"mismatches\": %u%s%s",
-			 b.faults - a.faults, (b.share_cpu_ns - a.share_cpu_ns) / 1e3, b.refaults - a.refaults, b.reclaim_refaults - a.reclaim_refaults,
-			 b.compress_in - a.compress_in, b.swap_in - a.swap_in, check_pages(base, npages, expect),
-			 note ? ", " : "", note ? note : "");
-		record(phase, w ? "write" : "read", round, ns, npages, extra);
-	}
+	for (int w = 0; w <= 1; w++)
+		timed(m, ram + (size_t)(set_r + w) * set_stride(), 1, false, w, phase, round, npages, expect, wbytes,
+		      ns, note);
 }
 
 static void phase_memmgr(unsigned round, uint32_t *ns)
@@ -582,13 +626,13 @@ static void phase_memmgr(unsigned round, uint32_t *ns)
 	config_init(&cfg);
 	cfg.memory = size;
 	cfg.mem_share = MEM_SHARE_ZERO;
-	/* The cache must hold two sets of text pages (~40% of a page each after LZ4). */
+	/* The cache must hold four sets of text pages (~40% of a page each after LZ4). */
 	cfg.mem_compress_max_pct = 50;
 	snprintf(swap, sizeof(swap), "%s/faultlat-%d-%u.swap", swapdir, (int)getpid(), round);
 #ifdef HAVE_SWAP_SIZE
-	/* --mem-swap FILE,size=SIZE: room for the two swapped sets and some slack (the default, the
-	 * guest's memory, is preallocated and may not fit on the test host's root file system). */
-	cfg.mem_swap_size = (uint64_t)2 * npages * PAGE + (64ull << 20);
+	/* --mem-swap FILE,size=SIZE: room for the swapped sets and some slack (the default, the guest's
+	 * memory, is preallocated and may not fit on the test host's root file system). */
+	cfg.mem_swap_size = (uint64_t)4 * npages * PAGE + (64ull << 20);
 #endif
 	free(cfg.mem_swap);
 	cfg.mem_swap = strdup(swap);
@@ -610,57 +654,78 @@ static void phase_memmgr(unsigned round, uint32_t *ns)
 		say("memory manager: capture by %s, swap %s on %s", mem_capture_name(m), swap, fs_name(swapdir));
 	}
 	uint8_t *ram = gm.map;
+#define SET(s) (ram + (size_t)(s) * stride)
 
 	/* (b1) never touched: the handler maps the zero page over the page's untouched 2 MiB window. */
 	timed_pair(m, ram, S_UNTOUCHED_R, "untouched", round, NULL, zbytes, ns, NULL);
 
 #ifdef HAVE_PAGE_OUT
-	/* (b2) written with zeros, then dropped: the page is ZERO; a read maps the zero page for this
-	 * page only, a write gets a zeroed private page (UFFDIO_COPY). */
+	/* (b2) written with zeros, then taken out: the page is ZERO (see the report for its path). */
 	for (int s = S_ZERO_R; s <= S_ZERO_W; s++)
-		memset(ram + (size_t)s * stride, 0, (size_t)npages * PAGE);
+		memset(SET(s), 0, (size_t)npages * PAGE);
 	for (int s = S_ZERO_R; s <= S_ZERO_W; s++)
-		page_out(m, &gm, ram + (size_t)s * stride, npages, MEM_OUT_AUTO, "zero");
+		page_out(m, &gm, SET(s), npages, 1, MEM_OUT_AUTO, "zero");
 	timed_pair(m, ram, S_ZERO_R, "zero", round, NULL, zbytes, ns, NULL);
 
 	/* (b3) written, then released (mem_release, the balloon's path: state BALLOONED, a hole): the
 	 * handler maps the zero page for a read (UFFDIO_ZEROPAGE), copies a zeroed page for a write. */
 	for (int s = S_REL_R; s <= S_REL_W; s++) {
-		uint8_t *base = ram + (size_t)s * stride;
 		int64_t got;
 
-		memcpy(base, text_cache, (size_t)npages * PAGE);
-		got = mem_release(m, &gm, (uint64_t)(base - gm.map), (uint64_t)npages * PAGE);
+		memcpy(SET(s), text_cache, (size_t)npages * PAGE);
+		got = mem_release(m, &gm, (uint64_t)(SET(s) - gm.map), (uint64_t)npages * PAGE);
 		if (got != (int64_t)npages * (int64_t)PAGE)
 			die("mem_release", got < 0 ? (int)got : EIO);
 	}
 	timed_pair(m, ram, S_REL_R, "released", round, NULL, zbytes, ns, NULL);
 
-	/* (c) text pages in the compression cache. */
-	for (int s = S_COMP_R; s <= S_SWAP_W; s++)
-		memcpy(ram + (size_t)s * stride, text_cache, (size_t)npages * PAGE);
-	struct mem_stats a;
+	/* (c), (d): text pages; isolated sets hold each text page twice (pages 2i and 2i + 1). */
+	for (int s = S_COMP_ISO_R; s <= S_SWAP_SEQ; s++) {
+		bool iso = s == S_COMP_ISO_R || s == S_COMP_ISO_W || s == S_SWAP_ISO_R || s == S_SWAP_ISO_W;
 
-	for (int s = S_COMP_R; s <= S_COMP_W; s++)
-		page_out(m, &gm, ram + (size_t)s * stride, npages, MEM_OUT_COMPRESS, "compress");
-	stats(m, &a);
-	say("compressed %" PRIu64 " MiB of guest pages into %" PRIu64 " KiB of cache", a.compressed >> 20, a.zcache >> 10);
-	fprintf(dat, "{\"zcache\": {\"compressed\": %" PRIu64 ", \"zcache\": %" PRIu64 ", \"compress_saved\": %" PRIu64
-		", \"round\": %u}}\n", a.compressed, a.zcache, a.compress_saved, round);
-	timed_pair(m, ram, S_COMP_R, "compressed", round, text_page, tbytes, ns, NULL);
+		for (unsigned i = 0; i < (iso ? 2 * npages : npages); i++)
+			memcpy(SET(s) + (size_t)i * PAGE, iso ? text_iso(i) : text_page(i), PAGE);
+	}
+	for (int k = 0; k < 2; k++) {
+		bool sw = k == 1;
+		int base = sw ? S_SWAP_ISO_R : S_COMP_ISO_R;
+		enum mem_out how = sw ? MEM_OUT_SWAP : MEM_OUT_COMPRESS;
+		const char *ph = sw ? "swapped" : "compressed";
+		const char *note = NULL;
+		char name[64];
 
-	/* (d) text pages in the swap file, read back from the disk (page cache dropped first). */
-	for (int s = S_SWAP_R; s <= S_SWAP_W; s++)
-		page_out(m, &gm, ram + (size_t)s * stride, npages, MEM_OUT_SWAP, "swap");
-	bool dropped = drop_page_cache && drop_caches();
+		page_out(m, &gm, SET(base), npages, 2, how, sw ? "swap isolated" : "compress isolated");
+		page_out(m, &gm, SET(base + 1), npages, 2, how, sw ? "swap isolated" : "compress isolated");
+		page_out(m, &gm, SET(base + 2), npages, 1, how, sw ? "swap" : "compress");
+		page_out(m, &gm, SET(base + 3), npages, 1, how, sw ? "swap" : "compress");
+		if (!sw) {
+			struct mem_stats a;
 
-	timed_pair(m, ram, S_SWAP_R, "swapped", round, text_page, tbytes, ns,
-		   dropped ? "\"caches_dropped\": true" : "\"caches_dropped\": false");
+			stats(m, &a);
+			say("compressed %" PRIu64 " MiB of guest pages into %" PRIu64 " KiB of cache", a.compressed >> 20,
+			    a.zcache >> 10);
+			fprintf(dat, "{\"zcache\": {\"compressed\": %" PRIu64 ", \"zcache\": %" PRIu64
+				", \"compress_saved\": %" PRIu64 ", \"round\": %u}}\n", a.compressed, a.zcache,
+				a.compress_saved, round);
+		}
+		for (int t = 0; t < 4; t++) {
+			/* Swapped pages come from the disk: the page cache is dropped before each set (-d). */
+			if (sw)
+				note = drop_page_cache && drop_caches() ? "\"caches_dropped\": true" : "\"caches_dropped\": false";
+			snprintf(name, sizeof(name), "%s%s", ph, t == 2 ? "-random" : t == 3 ? "-seq" : "");
+			if (t < 2)
+				timed(m, SET(base + t), 2, false, t == 1, name, round, 2 * npages, text_iso, tbytes, ns, note);
+			else
+				timed(m, SET(base + t), 1, t == 3, false, name, round, npages, text_page, tbytes, ns, note);
+		}
+	}
 #else
 	(void)tbytes;
+	(void)text_iso;
 	if (round == 0)
 		say("this tree has no mem_page_out yet: zero (dropped), compressed and swapped are skipped");
 #endif
+#undef SET
 	struct mem_stats end;
 
 	stats(m, &end);

@@ -5,7 +5,7 @@
 # run of bench/faultlat.c inside the test host. Builds bench/faultlat against
 # build/release/libkvmm_core.a (run `make build` first), runs it, prints median / p90 / p99 and the
 # ratios to the floor, writes the fault-in section of docs/benchmarks.md and docs/faultlat.png.
-# PAGES=N pages per set (default 10000), ROUNDS=N interleaved rounds (default 3), SWAPDIR=DIR in the
+# PAGES=N pages per set (default 10000), ROUNDS=N interleaved rounds (default 2), SWAPDIR=DIR in the
 # test host (default /var/tmp: the test host's root file system, ext4 on virtio-blk; /tmp there is
 # tmpfs), PINS="same split": how the toucher and the handler threads are placed, one faultlat run each
 # (same: both on CPU 0; split: toucher on CPU 0, handlers on CPU 1, so each fault wakes the other CPU).
@@ -16,7 +16,7 @@ mkdir -p "$OUT"
 cd "$REPO"
 PAGES=${PAGES:-10000}
 PINS=${PINS:-same split}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-2}
 SWAPDIR=${SWAPDIR:-/var/tmp}
 LIB=build/release/libkvmm_core.a
 [ -f "$LIB" ] || { echo "faultlat: $LIB missing: run make build" >&2; exit 2; }

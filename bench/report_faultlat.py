@@ -14,7 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from report_common import plot, replace_section  # noqa: E402
 
 outdir, doc = sys.argv[1:3]
-PHASES = ("floor", "anon", "untouched", "zero", "released", "compressed", "swapped")
+PHASES = ("floor", "anon", "untouched", "zero", "released", "compressed", "compressed-random", "compressed-seq",
+          "swapped", "swapped-random", "swapped-seq")
 ACCESS = ("read", "write")
 NAMES = {
     "floor": "floor: bare userfaultfd",
@@ -22,8 +23,12 @@ NAMES = {
     "untouched": "kvmm: never-touched page",
     "zero": "kvmm: dropped zero page",
     "released": "kvmm: released (ballooned) page",
-    "compressed": "kvmm: compressed page",
-    "swapped": "kvmm: swapped page",
+    "compressed": "kvmm: compressed page, isolated",
+    "compressed-random": "kvmm: compressed pages, dense, random order",
+    "compressed-seq": "kvmm: compressed pages, dense, ascending",
+    "swapped": "kvmm: swapped page, isolated",
+    "swapped-random": "kvmm: swapped pages, dense, random order",
+    "swapped-seq": "kvmm: swapped pages, dense, ascending",
 }
 WHAT = {
     "floor": "a userfaultfd of its own on a fresh anonymous region; its handler thread blocks in read() "
@@ -41,11 +46,21 @@ WHAT = {
     "released": "written, then `mem_release` (the balloon's path: state BALLOONED, the page a hole): the "
                 "handler maps the zero page for a read (UFFDIO_ZEROPAGE of one page) and copies a zeroed "
                 "page for a write (UFFDIO_COPY): the userfaultfd zero-fill path",
-    "compressed": "text pages taken out with `mem_page_out(MEM_OUT_COMPRESS)` (state COMPRESSED): "
-                  "the handler decompresses (LZ4) and UFFDIO_COPYs the page",
-    "swapped": "text pages taken out with `mem_page_out(MEM_OUT_SWAP)` (state SWAPPED), the test "
-               "host's page cache dropped: the handler preads the slot from the swap file and "
-               "UFFDIO_COPYs it",
+    "compressed": "text pages, every other page of the set taken out with `mem_page_out(MEM_OUT_COMPRESS)` "
+                  "(state COMPRESSED) and the ones between left in place, so the handler's readahead (up to 15 "
+                  "pages that are out after the touched one) stops at once: each touch is one fault-in of one "
+                  "page, LZ4 decompress + UFFDIO_COPY. The target's figure",
+    "compressed-random": "a run of compressed pages touched in a random order: a fault brings in up to 15 pages "
+                         "after the touched one, so many touches find their page already back (no fault), and "
+                         "a touch may wait while the handler reads ahead for an earlier one",
+    "compressed-seq": "a run of compressed pages touched in ascending order (a guest reading through memory): "
+                      "one fault per 16 pages; the touches after it wait for the handler's readahead to reach "
+                      "their page",
+    "swapped": "as the isolated compressed pages, taken out with `mem_page_out(MEM_OUT_SWAP)` (state SWAPPED): "
+               "pread of the slot (its xxh64 checked) + UFFDIO_COPY; the test host's page cache dropped before "
+               "each swapped set (`echo 3 > /proc/sys/vm/drop_caches`), so the read goes to the disk",
+    "swapped-random": "a run of swapped pages touched in a random order (readahead as above)",
+    "swapped-seq": "a run of swapped pages touched in ascending order (readahead as above)",
 }
 PINS = {"same": "toucher and handler on one CPU", "split": "toucher on CPU 0, handler on CPU 1",
         "none": "threads where the scheduler puts them"}
@@ -140,7 +155,7 @@ lines = ["<!-- faultlat:begin -->", "## Fault-in latency (bench/faultlat.sh)", "
          f"({f(hd.get('timer_overhead_us'), '{:.3f}')} us median) is not subtracted. *x floor*: the figure "
          "over the floor's same figure, same access, same placement. *Handler CPU per fault*: the CPU time "
          "of the handler thread(s) over the set (the floor's own thread; kvmm's `mem-fault` plus its "
-         "idle scanner) over the faults they served.", ""]
+         "idle scanner) over the faults they served (with readahead, the pages it brought in are part of that CPU).", ""]
 if mm:
     swapdir = os.path.dirname(mm.get("swap", "")) or "?"
     where = (" (the test host's root file system: a virtio-blk disk whose image QEMU keeps in a snapshot "
@@ -224,6 +239,8 @@ for pin, run in runs.items():
             with open(path, "w") as out:
                 out.write("".join(f"{max(s[k], 1) / 1e3} {(k + 1) / len(s)}\n" for k in range(0, len(s), step)))
                 out.write(f"{max(s[-1], 1) / 1e3} 1\n")
+            if ph.endswith("-random") or ph.endswith("-seq") or ph == "zero":
+                continue  # the plot shows single-page fault-ins; the table has the rest
             style = "dt 2 lw 1.5" if ph in ("anon", "untouched") else "lw 2.5 dt 1" if ph == "floor" else "lw 2"
             parts.append(f"'{path}' using 1:2 with lines {style} title '{ph}'")
         if parts:
