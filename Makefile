@@ -28,7 +28,7 @@ unit: build
 	@cd build/debug && ctest --output-on-failure
 
 integration: build
-	@scripts/testhost run --timeout 2700 -- tests/integration/run.sh $(T)
+	@scripts/testhost run --timeout 4200 -- tests/integration/run.sh $(T)
 
 testhost: deps
 	@scripts/testhost build

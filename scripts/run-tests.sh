@@ -54,7 +54,7 @@ unit() {
 
 phase unit unit
 phase testhost tests/testhost/selftest.sh
-phase integration scripts/testhost run --timeout 2700 -- tests/integration/run.sh
+phase integration scripts/testhost run --timeout 4200 -- tests/integration/run.sh
 
 echo "==="
 for p in "${phases_failed[@]}"; do echo "failed phase: $p"; done

@@ -177,7 +177,9 @@ static void serve(struct memmgr *m, const struct uffd_msg *msg)
 		zero_map(m, (uint8_t *)addr, MEM_PAGE);
 		return;
 	}
+	atomic_fetch_add(&m->fault_waiting, 1);
 	pthread_mutex_lock(&m->lock);
+	atomic_fetch_sub(&m->fault_waiting, 1);
 	if (flags & UFFD_PAGEFAULT_FLAG_WP)
 		serve_wp(m, (uint8_t *)addr);
 	else

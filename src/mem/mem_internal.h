@@ -16,6 +16,7 @@
 #include "zcache.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #define MEM_PAGE 4096u
@@ -85,6 +86,7 @@ struct memmgr {
 	int stop_fd;             /* eventfd: tells the scanner and the reclaimer to end */
 	int fault_stop_fd;       /* eventfd: tells the fault handler to end (last: it serves to the end) */
 	_Atomic bool fault_stopping;
+	_Atomic unsigned fault_waiting; /* the fault handler wants the lock: background work yields */
 	int stats_fd;            /* --mem-stats-interval timer on the loop, -1 without */
 	struct loop *stats_loop;
 	uint8_t *stage;          /* MEM_CHUNK staging pages (registered with uffd in move mode) */
@@ -127,6 +129,16 @@ static inline bool mem_pm_private(const struct memmgr *m, size_t page, uint64_t 
 		return false;
 	return !(pm & PM_FILE) || (m->gm->backend == MEM_BACKEND_MEMFD &&
 				   pstate_get(&m->ps, page) != PS_SHARED && !pstate_file_vma(&m->ps, page));
+}
+
+/* Background threads (scanner, reclaimer, page-out) take the lock through this: a guest fault
+ * waiting for it goes first. A mutex is not fair, and a thread that unlocks and locks again in a
+ * loop would starve the fault handler (and the vCPU waiting on it). */
+static inline void mem_lock_background(struct memmgr *m)
+{
+	for (unsigned k = 0; atomic_load(&m->fault_waiting) && k < 1000; k++)
+		sched_yield();
+	pthread_mutex_lock(&m->lock);
 }
 
 static inline uint8_t *mem_hva(const struct memmgr *m, size_t page)

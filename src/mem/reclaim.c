@@ -232,60 +232,83 @@ static void memory_failure(struct memmgr *m, size_t page, const char *what, int 
 		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
 }
 
-static void fault_in_one(struct memmgr *m, size_t page, bool readahead);
-
-/* Faults page in, then the pages after it that are out too, up to READAHEAD (as the kernel's own
- * swap readahead, vm.page-cluster): a guest reading through memory takes one fault per cluster.
- * The faulting thread is woken by the first copy and runs while the rest come in. */
-void reclaim_fault_in(struct memmgr *m, size_t page)
-{
-	fault_in_one(m, page, false);
-	for (size_t k = 1; k <= READAHEAD && page + k < m->pages && !atomic_load(&m->fault_stopping); k++) {
-		enum pstate s = pstate_get(&m->ps, page + k);
-
-		if (s != PS_COMPRESSED && s != PS_SWAPPED)
-			break;
-		fault_in_one(m, page + k, true);
-	}
-}
-
-static void fault_in_one(struct memmgr *m, size_t page, bool readahead)
+/* The page's content is at src (r == 0), or could not be had (r < 0): put it in its hole. */
+static void install(struct memmgr *m, size_t page, const void *src, int r, bool readahead)
 {
 	enum pstate s = pstate_get(&m->ps, page);
-	uint32_t h = m->ps.slot[page];
-	int r;
 
-	r = s == PS_COMPRESSED ? zcache_load(&m->zc, h, m->bounce) : swapfile_read(m->swap, h, m->bounce);
 	if (r < 0 && readahead)
 		return; /* only the guest's own touch of it stops the VM */
 	if (r < 0) {
 		memory_failure(m, page, s == PS_COMPRESSED ? "compression cache entry does not decompress" :
 			       r == -EBADMSG ? "swap slot fails its checksum" : "swap slot cannot be read", r);
-		memset(m->bounce, 0, MEM_PAGE);
-	}
-	if (r == 0 && fill_hole(m, page, m->bounce) < 0 && errno != EEXIST) {
-		/* The content stays where it is; the guest retries the fault. */
-		log_error("memory: UFFDIO_COPY of page %zu: %s", page, strerror(errno));
-		fault_wake(m, mem_hva(m, page), MEM_PAGE);
-		return;
-	}
-	if (r < 0) {
 		/* The VM is stopping (or would not stop): the faulting thread gets zeros, never the
 		 * damaged data, so that it can leave; the page's old content is gone. */
-		if (fill_hole(m, page, m->bounce) < 0 && errno != EEXIST)
+		memset(m->bounce, 0, MEM_PAGE);
+		if (fill_hole(m, page, m->bounce) < 0)
 			fault_wake(m, mem_hva(m, page), MEM_PAGE);
 		reclaim_forget(m, page);
 		pstate_set(&m->ps, page, PS_PRESENT, 0, false);
 		return;
 	}
+	r = fill_hole(m, page, src);
+	if (r < 0 && r != -EEXIST) {
+		/* The content stays where it is; the guest retries the fault. */
+		log_error("memory: UFFDIO_COPY of page %zu: %s", page, strerror(-r));
+		fault_wake(m, mem_hva(m, page), MEM_PAGE);
+		return;
+	}
 	reclaim_forget(m, page);
 	pstate_set(&m->ps, page, PS_PRESENT, 0, false);
 	atomic_fetch_add(s == PS_COMPRESSED ? &m->compress_in : &m->swap_in, 1);
-	if (readahead)
-		return; /* not touched: it stays as old as it was, first in line to go again */
-	atomic_fetch_add(&m->reclaim_refaults, 1);
+	/* Young for one aging period, so the reclaimer does not take it straight back before the
+	 * guest gets to it; a readahead page is not a refault. */
 	if (m->age)
 		m->age[page] = 0;
+	if (!readahead)
+		atomic_fetch_add(&m->reclaim_refaults, 1);
+}
+
+/* Pages from `page` on that are swapped in consecutive slots (a batch written together): up to
+ * `most`, read with one read. */
+static size_t swap_run(struct memmgr *m, size_t page, size_t most)
+{
+	uint32_t slot = m->ps.slot[page];
+	size_t n = 1;
+
+	while (n < most && page + n < m->pages && pstate_get(&m->ps, page + n) == PS_SWAPPED &&
+	       m->ps.slot[page + n] == slot + n)
+		n++;
+	return n;
+}
+
+/* Faults page in, then the pages after it that are out too, up to READAHEAD more (as the
+ * kernel's own swap readahead, vm.page-cluster): a guest reading through memory takes one fault
+ * per cluster, and a run of consecutive swap slots is one read. The faulting thread is woken by
+ * the first copy and runs while the rest come in. */
+void reclaim_fault_in(struct memmgr *m, size_t page)
+{
+	size_t end = page + 1 + READAHEAD < m->pages ? page + 1 + READAHEAD : m->pages;
+
+	for (size_t p = page; p < end && !atomic_load(&m->fault_stopping);) {
+		enum pstate s = pstate_get(&m->ps, p);
+		uint64_t bad = 0;
+		size_t n = 1;
+		int r;
+
+		if (s != PS_COMPRESSED && s != PS_SWAPPED)
+			break;
+		if (s == PS_COMPRESSED) {
+			r = zcache_load(&m->zc, m->ps.slot[p], m->evict);
+		} else {
+			n = swap_run(m, p, end - p);
+			r = swapfile_read_run(m->swap, m->ps.slot[p], (unsigned)n, m->evict, &bad);
+		}
+		for (size_t k = 0; k < n; k++)
+			install(m, p + k, m->evict + k * MEM_PAGE, r < 0 ? r : bad >> k & 1 ? -EBADMSG : 0,
+				p + k != page);
+		p += n;
+	}
 }
 
 void reclaim_forget(struct memmgr *m, size_t page)
@@ -338,7 +361,7 @@ int64_t mem_page_out(struct memmgr *m, uint64_t gpa, uint64_t len, enum mem_out 
 			size_t n = b - a < MEM_CHUNK ? b - a : MEM_CHUNK;
 			struct chunkmap want = { 0 };
 
-			pthread_mutex_lock(&m->lock);
+			mem_lock_background(m);
 			if (pagemap_read(m, a, n, pm) == 0) {
 				for (size_t i = 0; i < n; i++)
 					if (pstate_get(&m->ps, a + i) == PS_PRESENT &&

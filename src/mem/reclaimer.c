@@ -11,7 +11,7 @@
  *
  * Coldness: every AGE_PERIOD_MS each page's age grows by one unless KVM's dirty log says the guest
  * wrote it; a fault-in sets it to zero. The sweep takes pages at least min_age old, and lowers
- * min_age only when a whole sweep found too few. The written pages per period, with the faults
+ * min_age (to 1 at least) only when a whole sweep found too few. The written pages per period, with the faults
  * on taken pages, give the active-memory estimate (fast and slow moving averages, the larger
  * wins, as in ESX). Reads are seen only through refaults: see docs/architecture.md. */
 #include "mem_internal.h"
@@ -151,7 +151,7 @@ static size_t sweep(struct memmgr *m, size_t want)
 		struct chunkmap sel = { 0 };
 		size_t count = 0;
 
-		pthread_mutex_lock(&m->lock);
+		mem_lock_background(m);
 		if (pagemap_read(m, first, n, pm) == 0) {
 			for (size_t i = 0; i < n && taken + count < want; i++) {
 				if (pstate_get(&m->ps, first + i) != PS_PRESENT || pstate_file_vma(&m->ps, first + i) ||
@@ -254,7 +254,8 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 	if (want > (size_t)rc->rate * TICK_MS / 1000)
 		want = (size_t)rc->rate * TICK_MS / 1000;
 	taken = sweep(m, want);
-	if (taken < want && m->min_age > 0)
+	/* Never below 1: a page faulted in (or read ahead) this period is left alone. */
+	if (taken < want && m->min_age > 1)
 		m->min_age--;
 	rc->taken_tick = taken;
 }

@@ -217,7 +217,7 @@ static size_t share_chunk(struct memmgr *m, size_t first, size_t n, struct pendi
 	struct chunkmap got;
 	size_t np = 0;
 
-	pthread_mutex_lock(&m->lock);
+	mem_lock_background(m);
 	if (pagemap_read(m, first, n, c.pm) < 0)
 		goto out;
 	memset(&c.want, 0, sizeof(c.want));
@@ -251,7 +251,7 @@ static void share_pending(struct memmgr *m, const struct pending *p)
 	struct chunk c;
 	uint64_t pm;
 
-	pthread_mutex_lock(&m->lock);
+	mem_lock_background(m);
 	if (p->page >= m->pages || pstate_get(&m->ps, p->page) != PS_PRESENT ||
 	    pstate_file_vma(&m->ps, p->page) || pagemap_read(m, p->page, 1, &pm) < 0 ||
 	    !mem_pm_private(m, p->page, pm) ||

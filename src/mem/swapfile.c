@@ -238,13 +238,12 @@ static int pwritev_full(struct swapfile *s, struct iovec *iov, int cnt, off_t of
 	return 0;
 }
 
-static int pread_full(struct swapfile *s, void *dst, off_t off)
+static int pread_full(struct swapfile *s, void *dst, off_t off, size_t len)
 {
 	size_t done = 0;
 
-	while (done < SWAPFILE_PAGE) {
-		ssize_t r = do_pread(s, (uint8_t *)dst + done, SWAPFILE_PAGE - done,
-				     off + (off_t)done);
+	while (done < len) {
+		ssize_t r = do_pread(s, (uint8_t *)dst + done, len - done, off + (off_t)done);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -371,7 +370,7 @@ int swapfile_read(struct swapfile *s, uint32_t slot, void *dst)
 
 	if (slot >= s->nslots || !bm_test(s->map, slot) || (uintptr_t)dst % SWAPFILE_PAGE)
 		return -EINVAL;
-	ret = pread_full(s, dst, off);
+	ret = pread_full(s, dst, off, SWAPFILE_PAGE);
 	if (ret) {
 		s->read_errors++;
 		s->last_error = -ret;
@@ -388,6 +387,37 @@ int swapfile_read(struct swapfile *s, uint32_t slot, void *dst)
 		return -EBADMSG;
 	}
 	s->read++;
+	return 0;
+}
+
+int swapfile_read_run(struct swapfile *s, uint32_t slot, unsigned n, void *dst, uint64_t *bad)
+{
+	off_t off = (off_t)slot * SWAPFILE_PAGE;
+	int ret;
+
+	*bad = 0;
+	if (n == 0 || n > 64 || slot >= s->nslots || n > s->nslots - slot || (uintptr_t)dst % SWAPFILE_PAGE)
+		return -EINVAL;
+	for (unsigned k = 0; k < n; k++)
+		if (!bm_test(s->map, slot + k))
+			return -EINVAL;
+	ret = pread_full(s, dst, off, (size_t)n * SWAPFILE_PAGE);
+	if (ret) {
+		s->read_errors++;
+		s->last_error = -ret;
+		return ret;
+	}
+	if (!s->direct)
+		posix_fadvise(s->fd, off, (off_t)n * SWAPFILE_PAGE, POSIX_FADV_DONTNEED);
+	for (unsigned k = 0; k < n; k++) {
+		if (page_sum((uint8_t *)dst + (size_t)k * SWAPFILE_PAGE, slot + k) == s->sum[slot + k]) {
+			s->read++;
+			continue;
+		}
+		s->checksum_errors++;
+		*bad |= 1ull << k;
+		log_warn("swap file %s: slot %u fails its checksum", s->path, slot + k);
+	}
 	return 0;
 }
 

@@ -51,6 +51,10 @@ int swapfile_write(struct swapfile *s, const void *const *pages, unsigned n, uin
  * -EIO (or another -errno) when the read fails, -EINVAL for a slot not in use. The slot stays in
  * use either way. */
 int swapfile_read(struct swapfile *s, uint32_t slot, void *dst);
+/* Reads n (1 to 64) consecutive slots from `slot` into dst (n pages, 4 KiB-aligned) with one read;
+ * bit k of *bad is set for each page that fails its checksum (never use those). 0, or -errno when
+ * the read fails (-EINVAL: a slot not in use). */
+int swapfile_read_run(struct swapfile *s, uint32_t slot, unsigned n, void *dst, uint64_t *bad);
 void swapfile_free(struct swapfile *s, uint32_t slot);
 /* Frees every slot (system reset). */
 void swapfile_clear(struct swapfile *s);
