@@ -19,10 +19,10 @@
 #define POLICY_PAGE 4096ull
 
 /* Demand headroom: a VM's demand is what it holds (or actively uses, if more) plus this much, so a
- * growing guest can fault in memory between two hostd ticks instead of being pinned at what it held
- * when hostd last looked (ESX reacts to growth through the faster of two moving averages; kvmm's
- * active estimate does the same, but consumed only grows after the target allows it). 1/16 of the
- * guest scales with large guests; the 64 MiB floor keeps small ones from being starved. */
+ * growing guest can fault memory in between two hostd ticks. Without it a target equal to what the
+ * VM held at the last report pins it there: every new page it touches is reclaimed again, and the
+ * next report shows no growth to grant. 1/16 of the guest scales with large guests; the 64 MiB
+ * floor is for small ones. Starting values, not measured. */
 #define POLICY_HEADROOM_MIN (64ull << 20)
 #define POLICY_HEADROOM_SHIFT 4
 
