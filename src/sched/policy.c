@@ -209,8 +209,8 @@ static uint64_t to_bytes(double x, uint64_t lo, uint64_t hi)
 
 /* Writes the targets: whole pages (rounded down, so never more than the fill gave), but never below
  * the reservation, which may itself not be a page multiple. Rounding loses less than a page per VM;
- * those pages are handed back, first to the VMs that lost them, so the targets sum to total. Double
- * rounding could leave the sum a page over; that is taken back too, never below a reservation. */
+ * those pages are handed back, first to the VMs that lost them, so the targets sum to total. Should
+ * floating-point error leave the sum a page over, that is taken back, never below a reservation. */
 static void fill_finish(const struct fill *f, struct policy_vm *vms, uint64_t total)
 {
 	uint64_t sum = 0;
