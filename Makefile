@@ -28,7 +28,8 @@ unit: build
 	@cd build/debug && ctest --output-on-failure
 
 integration: build
-	@scripts/testhost run --timeout 4200 -- tests/integration/run.sh $(T)
+	@scripts/testhost run --timeout 3000 -- env KVMM_TEST_GROUP=main tests/integration/run.sh $(T)
+	@scripts/testhost run --cpus 1 --timeout 3000 -- env KVMM_TEST_GROUP=one-cpu tests/integration/run.sh $(T)
 
 testhost: deps
 	@scripts/testhost build

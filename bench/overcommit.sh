@@ -8,7 +8,8 @@
 # per wss step, WSS_STEPS (8; the last is the steady state); TIMEOUT_RUN (3000 s per configuration);
 # SHARE=--mem-share for both kvmm configurations (default off); SWAPDIR in the test host (default
 # /var/tmp, the test host's ext4 root file system on virtio-blk; /tmp there is tmpfs); SWAPSIZE=SIZE
-# gives --mem-swap FILE,size=SIZE; TESTHOST_MEM (default 6G).
+# gives --mem-swap FILE,size=SIZE; TESTHOST_MEM (default 6G); TESTHOST_CPUS (default 1: guests under
+# reclaim corrupt on a two-CPU test host, docs/testing.md).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 OUT=$REPO/build/bench
@@ -20,7 +21,7 @@ nconf=$(echo "$CONFIGS" | tr ',' '\n' | grep -c .)
 others() { pgrep -c -f '^qemu-system-x86_64 -name kvmm-testhost' || true; }
 before="$(cut -d' ' -f1-3 /proc/loadavg) $(others)"
 TIMEOUT_RUN=${TIMEOUT_RUN:-3000}
-scripts/testhost run --mem "${TESTHOST_MEM:-6G}" --timeout "${TIMEOUT:-$((300 + RUNS * nconf * (TIMEOUT_RUN + 60)))}" -- \
+scripts/testhost run --mem "${TESTHOST_MEM:-6G}" --cpus "${TESTHOST_CPUS:-1}" --timeout "${TIMEOUT:-$((300 + RUNS * nconf * (TIMEOUT_RUN + 60)))}" -- \
 	env RUNS="$RUNS" CONFIGS="$CONFIGS" TIMEOUT_RUN="$TIMEOUT_RUN" ${WSS_SECONDS:+WSS_SECONDS="$WSS_SECONDS"} \
 	${WSS_STEPS:+WSS_STEPS="$WSS_STEPS"} ${SHARE:+SHARE="$SHARE"} \
 	${SWAPDIR:+SWAPDIR="$SWAPDIR"} ${SWAPSIZE:+SWAPSIZE="$SWAPSIZE"} ${SIZE:+SIZE="$SIZE"} \

@@ -5,18 +5,35 @@
 # tests whose name contains it. Each test's whole output is kept in $BUILD/tests/integration/logs/;
 # a failing test's last lines are printed (the end is where a hang or a crash shows).
 # Last line: "integration: N passed, M failed".
+#
+# KVMM_TEST_GROUP picks tests by the test host they need: a test with a line "# kvmm-test-host:
+# one-cpu" in its first lines (guests whose memory kvmm takes away and gives back all the time) runs
+# in a one-CPU test host (docs/testing.md, "Guest memory corruption under multi-threaded TCG"):
+# `one-cpu` runs those, `main` the others, `all` (default) both.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 BUILD=${KVMM_BUILD:-$REPO/build/release}
 FILTER=${1:-}
+GROUP=${KVMM_TEST_GROUP:-all}
+case $GROUP in all | main | one-cpu) ;; *) echo "integration: KVMM_TEST_GROUP is all, main or one-cpu"; exit 2 ;; esac
 PER_TEST_TIMEOUT=${KVMM_TEST_TIMEOUT:-900}
 
 tests=()
 for t in "$BUILD"/tests/integration/test_* "$REPO"/tests/integration/test_*.sh "$REPO"/tests/integration/test_*.py; do
 	[ -x "$t" ] && [ -f "$t" ] || continue
-	case "${t##*/}" in *"$FILTER"*) tests+=("$t") ;; esac
+	case "${t##*/}" in *"$FILTER"*) ;; *) continue ;; esac
+	if grep -aq '^# kvmm-test-host: one-cpu$' <(head -n 12 "$t" 2>/dev/null); then g=one-cpu; else g=main; fi
+	[ "$GROUP" = all ] || [ "$GROUP" = "$g" ] || continue
+	[ "$g" = one-cpu ] && [ "$(nproc)" -gt 1 ] &&
+		echo "integration: note: ${t##*/} wants a one-CPU test host and this one has $(nproc) CPUs"
+	tests+=("$t")
 done
+if [ ${#tests[@]} -eq 0 ] && [ "$GROUP" != all ]; then
+	echo "integration: no test in group $GROUP${FILTER:+ matches '$FILTER'}"
+	echo "integration: 0 passed, 0 failed"
+	exit 0
+fi
 if [ ${#tests[@]} -eq 0 ]; then
 	echo "integration: no test matches '$FILTER' (built in $BUILD?)"
 	echo "integration: 0 passed, 1 failed"

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# kvmm-test-host: one-cpu
 # kvmm-test-timeout: 1800
 """Reclaim to a limit (issue 7): the test guest writes 768 MiB (text-like and random pages) under
 --mem-limit 384M with a swap file; kvmm's consumed settles at the limit and its PSS grows by no more

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# kvmm-test-host: one-cpu
 """The reclaimer's view of the guest (issue 7): a test guest touching 64 MiB of 256 MiB is estimated
 active within 2x of that (KVM dirty log); Linux with its balloon driver under --mem-limit 320M runs
 a 600 MiB dd: the reclaimer asks the balloon before compressing, the guest inflates it and keeps

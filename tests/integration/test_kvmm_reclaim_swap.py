@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# kvmm-test-host: one-cpu
 """Swap files that fail (issue 7): a 16 MiB swap file under pressure fills, KVMM_SWAP_FULL is raised,
 pages stay resident and verify finds every page intact; a swap file overwritten while pages are in
 it is detected at the next fault on a damaged slot (MEMORY_FAILURE, a log line), the VM stops with
