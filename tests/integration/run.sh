@@ -23,7 +23,8 @@ tests=()
 for t in "$BUILD"/tests/integration/test_* "$REPO"/tests/integration/test_*.sh "$REPO"/tests/integration/test_*.py; do
 	[ -x "$t" ] && [ -f "$t" ] || continue
 	case "${t##*/}" in *"$FILTER"*) ;; *) continue ;; esac
-	if grep -aq '^# kvmm-test-host: one-cpu$' <(head -n 12 "$t" 2>/dev/null); then g=one-cpu; else g=main; fi
+	g=main
+	[ -n "$(sed -n '1,12{/^# kvmm-test-host: one-cpu$/p}' "$t" 2>/dev/null)" ] && g=one-cpu
 	[ "$GROUP" = all ] || [ "$GROUP" = "$g" ] || continue
 	[ "$g" = one-cpu ] && [ "$(nproc)" -gt 1 ] &&
 		echo "integration: note: ${t##*/} wants a one-CPU test host and this one has $(nproc) CPUs"
