@@ -52,15 +52,23 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Overhead charged at admission when the measurement is smaller: the memory manager's per-page
+ * tables (page state, age, scanner skip and seen arrays, hash table: under 16 bytes a guest page,
+ * so size / 256) and a base for threads, staging and bounce pages and the libraries. An estimate
+ * from the tables' sizes, not a measurement under load (docs/architecture.md). */
+#define OVERHEAD_BASE (8ull << 20)
+#define OVERHEAD_PER_PAGE_SHIFT 8
+
 /* What the VMM process holds besides guest RAM: its PSS (smaps_rollup) minus the guest RAM the
- * memory manager counts as consumed, measured at registration. */
+ * memory manager counts as consumed, measured at registration, but at least the estimate above:
+ * at registration the per-page tables are mostly untouched. */
 static uint64_t measure_overhead(struct memmgr *m)
 {
 	FILE *f = fopen("/proc/self/smaps_rollup", "re");
 	unsigned long long pss_kib = 0;
 	struct mem_stats st;
 	char line[128];
-	uint64_t pss;
+	uint64_t pss, est;
 
 	if (!f)
 		return 0;
@@ -71,7 +79,12 @@ static uint64_t measure_overhead(struct memmgr *m)
 	pss = (uint64_t)pss_kib << 10;
 	if (mem_get_stats(m, &st) < 0)
 		return pss;
-	return pss > st.consumed ? pss - st.consumed : 0;
+	est = OVERHEAD_BASE + (st.configured >> OVERHEAD_PER_PAGE_SHIFT);
+	pss = pss > st.consumed ? pss - st.consumed : 0;
+	log_debug("hostd: overhead: PSS %llu KiB besides %llu KiB of guest RAM, estimate %llu KiB",
+		  (unsigned long long)(pss >> 10), (unsigned long long)(st.consumed >> 10),
+		  (unsigned long long)(est >> 10));
+	return pss > est ? pss : est;
 }
 
 static void link_down(struct hostd_client *c, const char *why)
