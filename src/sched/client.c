@@ -155,16 +155,21 @@ static bool send_line(struct hostd_client *c, char *line, size_t len)
 	return true;
 }
 
+/* A changed limit or reservation (set-vm on hostd) becomes the VM's own. */
 static void apply_target(struct hostd_client *c, const struct hostd_target *t)
 {
-	struct mem_stats st;
-
-	if (mem_get_stats(c->m, &st) == 0 && (st.limit != t->limit || st.reservation != t->reservation) &&
-	    mem_set_limits(c->m, t->limit, t->reservation) < 0)
-		log_error("hostd: cannot apply limit %llu MiB, reservation %llu MiB",
-			  (unsigned long long)(t->limit >> 20), (unsigned long long)(t->reservation >> 20));
+	if (t->limit != c->info.limit || t->reservation != c->info.reservation) {
+		if (mem_set_limits(c->m, t->limit, t->reservation) < 0)
+			log_error("hostd: cannot apply limit %llu MiB, reservation %llu MiB",
+				  (unsigned long long)(t->limit >> 20),
+				  (unsigned long long)(t->reservation >> 20));
+		c->info.limit = t->limit;
+		c->info.reservation = t->reservation;
+	}
 	mem_set_host_target(c->m, t->target, t->techniques);
 }
+
+static bool send_report(struct hostd_client *c);
 
 static void on_line(void *opaque, const char *line, size_t len)
 {
@@ -182,6 +187,9 @@ static void on_line(void *opaque, const char *line, size_t len)
 			c->st = LINK_UP;
 			c->period_ms = r.period_ms ? r.period_ms : HOSTD_PERIOD_MS;
 			log_info("hostd %s: registered as %s", c->path, c->info.name);
+			/* hostd sends targets once it has the VM's figures. */
+			if (c->fd >= 0 && !send_report(c))
+				log_error("hostd %s: cannot send the first report", c->path);
 		}
 		break;
 	case HOSTD_REPLY_ERROR:
@@ -274,10 +282,27 @@ static int link_up(struct hostd_client *c)
 	return 0;
 }
 
+/* False when the link failed. */
+static bool send_report(struct hostd_client *c)
+{
+	struct mem_stats st;
+	struct hostd_report r;
+	size_t len;
+	char *line;
+
+	if (mem_get_stats(c->m, &st) < 0)
+		return true;
+	r = (struct hostd_report){
+		.consumed = st.consumed, .active = st.active, .shared = st.shared,
+		.ballooned = st.ballooned, .compressed = st.compressed, .swapped = st.swapped,
+	};
+	line = hostd_fmt_report(&r, &len);
+	return send_line(c, line, len);
+}
+
 static void on_timer(void *opaque, uint32_t events)
 {
 	struct hostd_client *c = opaque;
-	struct mem_stats st;
 	uint64_t n;
 
 	if (read(c->tfd, &n, sizeof(n)) != sizeof(n))
@@ -292,16 +317,7 @@ static void on_timer(void *opaque, uint32_t events)
 			link_down(c, "cannot watch the socket");
 		return;
 	}
-	if (c->st != LINK_UP || mem_get_stats(c->m, &st) < 0)
-		return;
-	struct hostd_report r = {
-		.consumed = st.consumed, .active = st.active, .shared = st.shared,
-		.ballooned = st.ballooned, .compressed = st.compressed, .swapped = st.swapped,
-	};
-	size_t len;
-	char *line = hostd_fmt_report(&r, &len);
-
-	if (!send_line(c, line, len))
+	if (c->st == LINK_UP && !send_report(c))
 		link_down(c, "connection failed");
 }
 

@@ -258,7 +258,9 @@ static void push_targets(struct hostd *h)
 		size_t len;
 		char *line;
 
-		if (!c->registered || c->dead)
+		/* Not before its first report: a VM that registers again after hostd restarted
+		 * would otherwise be cut to what an empty VM needs for a period. */
+		if (!c->registered || c->dead || !c->vm.reported)
 			continue;
 		line = hostd_fmt_target(&t, &len);
 		if (!conn_send(c, line, len))
@@ -475,7 +477,10 @@ static bool handle(struct conn *c, const char *line, size_t len)
 		if (!c->registered)
 			return send_error(c, "GenericError", "report before register");
 		c->vm.report = q.u.report;
-		c->vm.reported = true;
+		if (!c->vm.reported) {
+			c->vm.reported = true;
+			allocate(c->h);
+		}
 		return true;
 	case HOSTD_REQ_QUERY_VMS:
 		return do_query(c);

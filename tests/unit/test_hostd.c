@@ -368,6 +368,7 @@ Test(hostd, admission_refused_with_reason)
 	/* Raising a reservation is admission-checked; lowering is not. */
 	struct hostd_vm_info small = vm_info("s", 512, 100, 10);
 	cr_assert_eq(do_register(&c, &small).kind, HOSTD_REPLY_RETURN);
+	report(&c, 50, 50); /* targets come after the first report */
 	r = control("{\"execute\":\"set-vm\",\"arguments\":{\"name\":\"s\",\"reservation\":500000000}}");
 	cr_assert_eq(r.kind, HOSTD_REPLY_ERROR);
 	cr_assert_str_eq(r.err_class, "AdmissionRefused");
