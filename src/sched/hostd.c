@@ -49,7 +49,6 @@ struct hostd {
 	uint64_t total, avail, minfree, capacity;
 	unsigned tax_pct;
 	enum policy_state state;
-	bool capacity_fixed;
 };
 
 void hostd_opts_default(struct hostd_opts *o)

@@ -23,10 +23,15 @@ hostd_log = open(os.path.join(tmp, "hostd.log"), "ab")
 
 
 def start_hostd():
+    """Starts hostd and waits until it answers (a killed one leaves its socket file behind)."""
     p = subprocess.Popen(HOSTD_ARGS, stdout=hostd_log, stderr=subprocess.STDOUT)
     end = time.monotonic() + 10
-    while not os.path.exists(SOCK) and time.monotonic() < end:
-        time.sleep(0.1)
+    while time.monotonic() < end and p.poll() is None:
+        try:
+            request({"execute": "query-vms"})
+            break
+        except OSError:
+            time.sleep(0.1)
     return p
 
 
