@@ -233,7 +233,7 @@ static struct policy_vm *policy_vms(struct hostd *h, const struct conn *skip, si
 		return NULL;
 	}
 	for (struct conn *c = h->conns; c; c = c->next) {
-		if (!c->registered || c == skip)
+		if (!c->registered || c->dead || c == skip)
 			continue;
 		to_policy(&c->vm, &v[k]);
 		if (o)
@@ -249,6 +249,7 @@ static struct policy_vm *policy_vms(struct hostd *h, const struct conn *skip, si
 static void push_targets(struct hostd *h)
 {
 	unsigned tech = policy_techniques(h->state);
+
 	for (struct conn *c = h->conns; c; c = c->next) {
 		struct hostd_target t = {
 			.target = c->vm.target, .reservation = c->vm.info.reservation,
@@ -334,7 +335,7 @@ void hostd_tick(struct hostd *h)
 static struct conn *find_vm(struct hostd *h, const char *name)
 {
 	for (struct conn *c = h->conns; c; c = c->next)
-		if (c->registered && strcmp(c->vm.info.name, name) == 0)
+		if (c->registered && !c->dead && strcmp(c->vm.info.name, name) == 0)
 			return c;
 	return NULL;
 }
