@@ -35,13 +35,18 @@ struct policy_host {
 
 /* Shares per charged page (ESX's rho) of a VM holding alloc bytes: S / (P * (f + k (1 - f))) with
  * k = 1 / (1 - tax) and f the active fraction of alloc (active bytes capped at alloc). Larger is
- * better funded; memory is revoked from the smallest first. */
+ * better funded; memory is revoked from the smallest first. INFINITY for alloc 0; a tax above 99 is
+ * taken as 99. */
 double policy_rho(const struct policy_vm *vm, uint64_t alloc, unsigned tax_pct);
 
 /* Sets every vms[i].target. Each VM gets at least its reservation and at most its limit; what is left
- * of host->capacity goes by min-funding revocation. Returns 0, -EINVAL on inconsistent input
- * (reservation > limit, limit > size, tax >= 100), or -ENOSPC when the reservations alone exceed the
- * capacity (targets are then the reservations). */
+ * of host->capacity goes by min-funding revocation. A VM's demand is max(consumed, active) plus
+ * headroom (max(64 MiB, size / 16)) within those bounds: if all demands fit, each VM gets its demand
+ * and the rest is spread by shares up to the limits; if not, targets lie between reservation and
+ * demand at equal rho. Targets are whole 4 KiB pages (a reservation that is not stays as it is) and
+ * sum to at most the capacity. Returns 0, -EINVAL on inconsistent input (reservation > limit,
+ * limit > size, tax >= 100, NULL; targets untouched), or -ENOSPC when the reservations alone exceed
+ * the capacity (targets are then the reservations). */
 int policy_allocate(const struct policy_host *host, struct policy_vm *vms, size_t n);
 
 /* Admission control: true if cand's reservation + overhead fits beside the reservations and
@@ -76,9 +81,15 @@ int policy_thresholds_check(const struct policy_thresholds *t);
  * down for hosts smaller than 28 GiB. */
 uint64_t policy_minfree(uint64_t mem);
 
+/* The state after cur with free bytes free: a worse state as soon as free falls below its line
+ * (soft below 64%), a better one only once free reaches that better state's line plus hyst_pct of
+ * minfree (clear at 100% + hyst); several states at once if need be. HIGH's line is only a way back
+ * up. cur = POLICY_NSTATES (none yet) falls from HIGH. t NULL means the defaults. */
 enum policy_state policy_state_next(enum policy_state cur, uint64_t free, uint64_t minfree,
 				    const struct policy_thresholds *t);
+/* POLICY_TECH_* mask; 0 for a state out of range. */
 unsigned policy_techniques(enum policy_state s);
+/* "high", "clear", "soft", "hard", "low"; "unknown" out of range. */
 const char *policy_state_name(enum policy_state s);
 
 #endif

@@ -19,19 +19,19 @@
 #define POLICY_PAGE 4096ull
 
 /* Demand headroom: a VM's demand is what it holds (or actively uses, if more) plus this much, so a
- * growing guest can fault in memory between two hostd ticks instead of being pinned at what it held
- * when hostd last looked (ESX reacts to growth through the faster of two moving averages; kvmm's
- * active estimate does the same, but consumed only grows after the target allows it). 1/16 of the
- * guest scales with large guests; the 64 MiB floor keeps small ones from being starved. */
+ * growing guest can fault memory in between two hostd ticks. Without it a target equal to what the
+ * VM held at the last report pins it there: every new page it touches is reclaimed again, and the
+ * next report shows no growth to grant. 1/16 of the guest scales with large guests; the 64 MiB
+ * floor is for small ones. Starting values, not measured. */
 #define POLICY_HEADROOM_MIN (64ull << 20)
 #define POLICY_HEADROOM_SHIFT 4
 
 /* Halvings of the level interval: each VM's holding is then exact to far below a byte. */
 #define POLICY_BISECT_STEPS 128
 
-/* Default hysteresis, percent of minFree. ESXi does not publish its own. Half the narrowest gap
- * between two lines (low 16% to hard 32%), so a host that just left a state must regain half a
- * band before coming back: on a 64 GiB host about 100 MiB, more than one balloon step. */
+/* Default hysteresis, percent of minFree: how far above a better state's line free memory must be
+ * to go back to it. ESXi does not publish its own; 8% is half the narrowest band (low 16% to hard
+ * 32%), about 100 MiB on a 64 GiB host. A starting value, not measured. */
 #define POLICY_HYST_DEFAULT 8
 
 /* ESXi's minFree: 899 MiB for the first 28 GiB of host memory, 1% of the rest. */
@@ -209,8 +209,8 @@ static uint64_t to_bytes(double x, uint64_t lo, uint64_t hi)
 
 /* Writes the targets: whole pages (rounded down, so never more than the fill gave), but never below
  * the reservation, which may itself not be a page multiple. Rounding loses less than a page per VM;
- * those pages are handed back, first to the VMs that lost them, so the targets sum to total. Double
- * rounding could leave the sum a page over; that is taken back too, never below a reservation. */
+ * those pages are handed back, first to the VMs that lost them, so the targets sum to total. Should
+ * floating-point error leave the sum a page over, that is taken back, never below a reservation. */
 static void fill_finish(const struct fill *f, struct policy_vm *vms, uint64_t total)
 {
 	uint64_t sum = 0;
@@ -352,8 +352,9 @@ static uint64_t pct_of(uint64_t minfree, unsigned pct)
 	return whole * pct + part;
 }
 
-/* A state's line is its lower boundary: the state holds while free memory is at or above it.
- * LOW's line has nothing below it: the host stays LOW however little is free. */
+/* A state's line is where it is entered on the way down: ESXi's host is "soft" once free memory is
+ * below 64% of minFree, "low" below 16% (Waldspurger 2002 section 6.2 and vSphere's documentation).
+ * HIGH is never entered on the way down; its line is only the one to rise above to get back to it. */
 static unsigned state_pct(const struct policy_thresholds *t, enum policy_state s)
 {
 	switch (s) {
@@ -370,6 +371,10 @@ static unsigned state_pct(const struct policy_thresholds *t, enum policy_state s
 	}
 }
 
+/* Between a state's line and the next better state's line the host stays where it was: a host
+ * that fell to soft below 64% goes back to clear only above 100% plus the hysteresis, as in the
+ * paper ("only after significantly exceeding the higher threshold"), so reclaim that just freed
+ * some memory does not flip the techniques off and on every tick. */
 enum policy_state policy_state_next(enum policy_state cur, uint64_t free, uint64_t minfree,
 				    const struct policy_thresholds *t)
 {
@@ -382,20 +387,17 @@ enum policy_state policy_state_next(enum policy_state cur, uint64_t free, uint64
 		t = &def;
 	}
 	hyst = pct_of(minfree, t->hyst_pct);
-	/* An unknown current state (hostd's first tick may pass POLICY_NSTATES) has no hysteresis:
-	 * start from the best and fall to where free memory is. */
+	/* No current state yet (hostd's first tick): start from the best and fall to where free
+	 * memory is. */
 	if ((unsigned)s >= POLICY_NSTATES)
 		s = POLICY_HIGH;
-	else if (free >= pct_of(minfree, state_pct(t, s))) {
-		/* Better only with margin, so a host hovering at a line does not flap between two
-		 * states (and their reclaim techniques) every tick. */
-		while (s > POLICY_HIGH && free >= add_sat(pct_of(minfree, state_pct(t, s - 1)), hyst))
-			s--;
-		return s;
-	}
 	/* Worse at once: the techniques of the worse state are what gets memory back. */
-	while (s < POLICY_LOW && free < pct_of(minfree, state_pct(t, s)))
+	while (s < POLICY_LOW && free < pct_of(minfree, state_pct(t, s + 1)))
 		s++;
+	if (s != cur)
+		return s;
+	while (s > POLICY_HIGH && free >= add_sat(pct_of(minfree, state_pct(t, s - 1)), hyst))
+		s--;
 	return s;
 }
 

@@ -291,7 +291,9 @@ Test(policy, thresholds, .timeout = 10)
 	cr_expect_eq(policy_thresholds_check(NULL), -EINVAL);
 }
 
-/* minFree 1000 MiB: lines high 4000, clear 1000, soft 640, hard 320, low 160; hysteresis 80. */
+/* minFree 1000 MiB: lines high 4000, clear 1000, soft 640, hard 320, low 160; hysteresis 80.
+ * A state is entered below its own line (soft below 640) and left upwards at the better state's
+ * line plus 80 (soft to clear at 1080). */
 #define MF (1000 * MiB)
 
 static enum policy_state next(enum policy_state cur, uint64_t free_mib)
@@ -304,40 +306,45 @@ static enum policy_state next(enum policy_state cur, uint64_t free_mib)
 
 Test(policy, states_fall_at_once, .timeout = 10)
 {
-	cr_expect_eq(next(POLICY_HIGH, 4000), POLICY_HIGH);
-	cr_expect_eq(next(POLICY_HIGH, 3999), POLICY_CLEAR);
-	cr_expect_eq(next(POLICY_CLEAR, 1000), POLICY_CLEAR);
-	cr_expect_eq(next(POLICY_CLEAR, 999), POLICY_SOFT);
-	cr_expect_eq(next(POLICY_SOFT, 639), POLICY_HARD);
-	cr_expect_eq(next(POLICY_HARD, 319), POLICY_LOW);
+	cr_expect_eq(next(POLICY_HIGH, 1000), POLICY_HIGH);
+	cr_expect_eq(next(POLICY_HIGH, 999), POLICY_CLEAR);
+	cr_expect_eq(next(POLICY_CLEAR, 640), POLICY_CLEAR);
+	cr_expect_eq(next(POLICY_CLEAR, 639), POLICY_SOFT);
+	cr_expect_eq(next(POLICY_SOFT, 319), POLICY_HARD);
+	cr_expect_eq(next(POLICY_HARD, 159), POLICY_LOW);
 	cr_expect_eq(next(POLICY_LOW, 0), POLICY_LOW);
 	/* Several states in one call. */
-	cr_expect_eq(next(POLICY_HIGH, 500), POLICY_HARD);
+	cr_expect_eq(next(POLICY_HIGH, 500), POLICY_SOFT);
+	cr_expect_eq(next(POLICY_HIGH, 300), POLICY_HARD);
 	cr_expect_eq(next(POLICY_HIGH, 100), POLICY_LOW);
-	cr_expect_eq(policy_state_next(POLICY_HIGH, 500 * MiB, MF, NULL), POLICY_HARD);
-	/* No current state yet: where free memory is, no hysteresis. */
-	cr_expect_eq(next(POLICY_NSTATES, 700), POLICY_SOFT);
-	cr_expect_eq(next(POLICY_NSTATES, 5000), POLICY_HIGH);
+	cr_expect_eq(policy_state_next(POLICY_HIGH, 300 * MiB, MF, NULL), POLICY_HARD);
+	/* No current state yet: fall from high to where free memory is. */
+	cr_expect_eq(next(POLICY_NSTATES, 700), POLICY_CLEAR);
+	cr_expect_eq(next(POLICY_NSTATES, 2000), POLICY_HIGH);
 }
 
 Test(policy, states_rise_with_hysteresis, .timeout = 10)
 {
 	struct policy_thresholds t;
 
-	/* Above clear's 1000 line but not by 80: stays soft. */
-	cr_expect_eq(next(POLICY_SOFT, 1000), POLICY_SOFT);
+	/* Back above its own 640 line, or even clear's 1000, but not 1080: stays soft. */
+	cr_expect_eq(next(POLICY_SOFT, 900), POLICY_SOFT);
 	cr_expect_eq(next(POLICY_SOFT, 1079), POLICY_SOFT);
 	cr_expect_eq(next(POLICY_SOFT, 1080), POLICY_CLEAR);
+	cr_expect_eq(next(POLICY_CLEAR, 4079), POLICY_CLEAR);
+	cr_expect_eq(next(POLICY_CLEAR, 4080), POLICY_HIGH);
 	/* Several states at once, each with its margin: 4050 < 4080 stops at clear. */
 	cr_expect_eq(next(POLICY_LOW, 4050), POLICY_CLEAR);
 	cr_expect_eq(next(POLICY_LOW, 4080), POLICY_HIGH);
 	cr_expect_eq(next(POLICY_LOW, 400), POLICY_HARD);
-	/* Without hysteresis the line alone decides. */
+	cr_expect_eq(next(POLICY_LOW, 399), POLICY_LOW);
+	/* Without hysteresis the better state's line alone decides. */
 	policy_thresholds_default(&t);
 	t.hyst_pct = 0;
 	cr_expect_eq(policy_state_next(POLICY_SOFT, 1000 * MiB, MF, &t), POLICY_CLEAR);
-	cr_expect_eq(policy_state_next(POLICY_LOW, 160 * MiB, MF, &t), POLICY_LOW);
+	cr_expect_eq(policy_state_next(POLICY_SOFT, 999 * MiB, MF, &t), POLICY_SOFT);
 	cr_expect_eq(policy_state_next(POLICY_LOW, 320 * MiB, MF, &t), POLICY_HARD);
+	cr_expect_eq(policy_state_next(POLICY_LOW, 319 * MiB, MF, &t), POLICY_LOW);
 }
 
 Test(policy, techniques_and_names, .timeout = 10)
