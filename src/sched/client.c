@@ -38,6 +38,7 @@ struct hostd_client {
 	size_t pending_len;
 	unsigned period_ms;
 	uint64_t next_retry_ms;
+	uint64_t registering_since_ms;
 	struct hostd_vm_info info;
 	bool refused;
 	char refusal[256];
@@ -271,6 +272,7 @@ static int link_up(struct hostd_client *c)
 		return fd;
 	c->fd = fd;
 	c->st = LINK_REGISTERING;
+	c->registering_since_ms = now_ms();
 	c->info.overhead = measure_overhead(c->m);
 	line = hostd_fmt_register(&c->info, &len);
 	if (!line || !send_line(c, line, len)) {
@@ -317,7 +319,9 @@ static void on_timer(void *opaque, uint32_t events)
 			link_down(c, "cannot watch the socket");
 		return;
 	}
-	if (c->st == LINK_UP && !send_report(c))
+	if (c->st == LINK_REGISTERING && now_ms() - c->registering_since_ms > REGISTER_WAIT_MS)
+		link_down(c, "no answer to register");
+	else if (c->st == LINK_UP && !send_report(c))
 		link_down(c, "connection failed");
 }
 
