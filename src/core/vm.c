@@ -286,6 +286,21 @@ static int vm_create_vcpus(struct vm *vm)
 	return r;
 }
 
+/* Before any thread starts (the memory manager's, in vm_build): threads inherit the mask, and one
+ * that left SIGINT/SIGTERM unblocked would take their default action for the whole process
+ * instead of the loop reading them from the signalfd. */
+static void vm_block_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 static int vm_setup_signals(struct vm *vm, sigset_t *old)
 {
 	sigset_t set;
@@ -298,7 +313,7 @@ static int vm_setup_signals(struct vm *vm, sigset_t *old)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGUSR2);
 	sigaddset(&set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &set, old);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sigdelset(&set, SIGUSR1);
 	vm->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -409,6 +424,7 @@ int vm_run(const struct vm_config *cfg)
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	pthread_sigmask(SIG_SETMASK, NULL, &old);
+	vm_block_signals();
 
 	status = vm_build(vm, &entry);
 	if (status == 0 && vm_setup_signals(vm, &old) < 0)
