@@ -821,12 +821,21 @@ static int parse_opts(int argc, char **argv, struct hostd_opts *o)
 	return 0;
 }
 
+struct sig_ctx {
+	struct loop *loop;
+	int fd;
+};
+
 static void on_signal(void *opaque, uint32_t events)
 {
-	struct loop *loop = opaque;
+	struct sig_ctx *s = opaque;
+	struct signalfd_siginfo si;
 
-	log_info("hostd: stopping on a signal");
-	loop_stop(loop);
+	/* Read it: a signal left pending would kill hostd when the mask is restored. */
+	if (read(s->fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	log_info("hostd: stopping on %s", strsignal((int)si.ssi_signo));
+	loop_stop(s->loop);
 }
 
 int hostd_main(int argc, char **argv)
@@ -834,6 +843,7 @@ int hostd_main(int argc, char **argv)
 	struct hostd_opts o;
 	struct loop *loop = NULL;
 	struct hostd *h = NULL;
+	struct sig_ctx sig;
 	sigset_t set, old;
 	int sfd = -1, r, status = 1;
 
@@ -846,7 +856,10 @@ int hostd_main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigprocmask(SIG_BLOCK, &set, &old);
 	sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (sfd < 0 || loop_create(&loop) < 0 || loop_add(loop, sfd, EPOLLIN, on_signal, loop) < 0)
+	if (sfd < 0 || loop_create(&loop) < 0)
+		goto out;
+	sig = (struct sig_ctx){ loop, sfd };
+	if (loop_add(loop, sfd, EPOLLIN, on_signal, &sig) < 0)
 		goto out;
 	r = hostd_create(&h, loop, &o);
 	if (r < 0) {
