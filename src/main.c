@@ -1,5 +1,6 @@
 /* kvmm: subcommand dispatch only. */
 #include <kvmm/config.h>
+#include <kvmm/hostd.h>
 #include <kvmm/log.h>
 #include <kvmm/qmp.h>
 #include <kvmm/version.h>
@@ -54,8 +55,8 @@ static void log_from_env(void)
 static const struct subcommand subcommands[] = {
 	{ "run", "[options]", "boot a VM (kvmm run --help)", cmd_run },
 	{ "qmp", "SOCKET [COMMAND [JSON]]", "send a QMP command, or an interactive prompt", qmp_cli_main },
-	{ "top", "[--hostd SOCKET | SOCKET...]", "live per-VM memory view", not_yet },
-	{ "hostd", "[options]", "host memory scheduler for all VMs on the machine", not_yet },
+	{ "top", "--hostd SOCKET [--once]", "live per-VM memory view", top_main },
+	{ "hostd", "--socket PATH [options]", "host memory scheduler for all VMs on the machine", hostd_main },
 	{ "import-libvirt", "DOMAIN.xml", "run a libvirt domain definition", not_yet },
 };
 

@@ -123,6 +123,13 @@ int64_t mem_page_out(struct memmgr *m, uint64_t gpa, uint64_t len, enum mem_out 
  * --mem-limit at start). */
 int mem_set_limits(struct memmgr *m, uint64_t limit, uint64_t reservation);
 
+/* hostd's word (kvmm/hostd.h): the effective target becomes max(min(limit, target), reservation),
+ * and `techniques` (POLICY_TECH_* of kvmm/policy.h) says which reclaim steps may run: the balloon,
+ * compression, swap. With neither compression nor swap allowed the reclaimer takes no pages (zero
+ * pages are still dropped by the sharing scanner in the zero and tps modes). UINT64_MAX and all
+ * techniques (the state at start) mean no hostd. -EINVAL when reclaim is off. */
+int mem_set_host_target(struct memmgr *m, uint64_t target, unsigned techniques);
+
 /* What the memory manager needs from the VM around it; any member may be NULL. Called from the
  * manager's threads. */
 struct mem_hooks {

@@ -20,6 +20,7 @@ struct rtc;
 struct pci;
 struct power;
 struct qmp_server;
+struct hostd_client;
 struct balloon;
 struct balloon_dev;
 struct memmgr;
@@ -74,6 +75,7 @@ struct vm {
 	struct balloon_dev *balloon_dev;
 
 	struct qmp_server *qmp;   /* --qmp; NULL without */
+	struct hostd_client *hostd; /* --hostd; NULL without (kvmm/hostd.h) */
 
 	/* Reset (src/core/reset.c): the irqchip and PIT state KVM created, written back at each
 	 * reset; reset_hold keeps every vCPU parked from the request until the reset is done. */

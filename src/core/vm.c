@@ -2,6 +2,7 @@
 #include <kvmm/boot.h>
 #include <kvmm/devices.h>
 #include <kvmm/log.h>
+#include <kvmm/hostd.h>
 #include <kvmm/loop.h>
 #include <kvmm/qmp.h>
 #include <kvmm/size.h>
@@ -285,6 +286,21 @@ static int vm_create_vcpus(struct vm *vm)
 	return r;
 }
 
+/* Before any thread starts (the memory manager's, in vm_build): threads inherit the mask, and one
+ * that left SIGINT/SIGTERM unblocked would take their default action for the whole process
+ * instead of the loop reading them from the signalfd. */
+static void vm_block_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 static int vm_setup_signals(struct vm *vm, sigset_t *old)
 {
 	sigset_t set;
@@ -297,7 +313,7 @@ static int vm_setup_signals(struct vm *vm, sigset_t *old)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGUSR2);
 	sigaddset(&set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &set, old);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sigdelset(&set, SIGUSR1);
 	vm->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -315,6 +331,7 @@ static void vm_destroy(struct vm *vm)
 	if (vm->devices_up)
 		devices_exit(vm);
 	qmp_server_destroy(vm->qmp);
+	hostd_client_destroy(vm->hostd);
 	if (vm->ctl_up)
 		ctl_destroy(&vm->ctl);
 	if (vm->sig_fd >= 0)
@@ -382,6 +399,9 @@ static int vm_build(struct vm *vm, struct boot_entry *entry)
 	vm->devices_up = true;
 	if (vm_mem_hooks(vm) < 0)
 		return VM_EXIT_STATUS_FAILURE;
+	/* Admission control: hostd may refuse the VM; it then exits before any vCPU runs. */
+	if (cfg->hostd && hostd_client_start(&vm->hostd, vm->loop, vm->memmgr, cfg) < 0)
+		return VM_EXIT_STATUS_FAILURE;
 	if (vm_create_vcpus(vm) < 0 || x86_vcpu_boot(&vm->vcpus[0], entry) < 0)
 		return VM_EXIT_STATUS_FAILURE;
 	return 0;
@@ -404,6 +424,7 @@ int vm_run(const struct vm_config *cfg)
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	pthread_sigmask(SIG_SETMASK, NULL, &old);
+	vm_block_signals();
 
 	status = vm_build(vm, &entry);
 	if (status == 0 && vm_setup_signals(vm, &old) < 0)

@@ -4,6 +4,7 @@
 
 #include <kvmm/log.h>
 #include <kvmm/loop.h>
+#include <kvmm/policy.h>
 #include <kvmm/size.h>
 
 #include <errno.h>
@@ -59,6 +60,9 @@ static int choose_capture(struct memmgr *m)
 {
 	const struct mem_features *f = &m->feat;
 	char opt[32] = "--mem-limit"; /* off and ksm need userfaultfd only to enforce a limit */
+
+	if (m->cfg->hostd && !(m->cfg->mem_limit && m->cfg->mem_limit < m->gm->ram_size))
+		snprintf(opt, sizeof(opt), "--hostd");
 
 	if (m->mode == MEM_SHARE_ZERO || m->mode == MEM_SHARE_TPS)
 		snprintf(opt, sizeof(opt), "--mem-share %s", mem_share_name(m->mode));
@@ -157,6 +161,9 @@ int mem_create(struct memmgr **out, struct gmem *gm, const struct vm_config *cfg
 	m->uffd = m->pagemap_fd = m->stop_fd = m->fault_stop_fd = m->stats_fd = m->vm_fd = -1;
 	atomic_store(&m->limit, cfg->mem_limit ? cfg->mem_limit : gm->ram_size);
 	atomic_store(&m->reservation, cfg->mem_reservation);
+	atomic_store(&m->host_target, UINT64_MAX);
+	atomic_store(&m->host_tech, POLICY_TECH_SHARE | POLICY_TECH_BALLOON | POLICY_TECH_COMPRESS |
+				    POLICY_TECH_SWAP);
 	m->pool.fd = -1;
 	m->salt = salt_for(cfg->mem_salt);
 	atomic_store(&m->rate, cfg->mem_share_rate);
@@ -196,8 +203,9 @@ int mem_create(struct memmgr **out, struct gmem *gm, const struct vm_config *cfg
 		if (m->mode == MEM_SHARE_KSM && (r = ksm_setup(m)) < 0)
 			return r;
 		/* Without sharing, a limit below the memory still needs pages taken and faulted
-		 * back: the same userfaultfd and capture. */
-		if (cfg->mem_limit && cfg->mem_limit < gm->ram_size &&
+		 * back: the same userfaultfd and capture; so does a VM under hostd, whose target
+		 * can come down at any time. */
+		if (((cfg->mem_limit && cfg->mem_limit < gm->ram_size) || (cfg->hostd && gmem_small_pages(gm))) &&
 		    ((r = choose_capture(m)) < 0 || (r = setup_uffd(m)) < 0))
 			return r;
 		break;

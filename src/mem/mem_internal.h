@@ -113,6 +113,8 @@ struct memmgr {
 	pthread_t reclaim_thread;
 	bool reclaim_started;
 	_Atomic uint64_t limit, reservation, balloon_asked;
+	_Atomic uint64_t host_target;   /* hostd's target, UINT64_MAX without hostd */
+	_Atomic unsigned host_tech;     /* POLICY_TECH_* hostd allows */
 	_Atomic uint64_t compress_out, compress_in, swap_out, swap_in, reclaim_refaults;
 	_Atomic uint64_t swap_errors, swap_corrupt, active_pages;
 

@@ -1,6 +1,7 @@
 /* The reclaimer thread ("mem-reclaim", DESIGN.md section 5): holds the VM's consumed host memory
  * (its private pages, the sharing pool and the compression cache) at its target, which is the
- * limit (later also hostd's target) but never below the reservation.
+ * limit, or hostd's target when that is lower, but never below the reservation. hostd also says
+ * which techniques the host's state allows (mem_set_host_target).
  *
  * Every tick it measures consumed (pagemap) and, when over the target, reclaims the cheapest way
  * first: sharing runs on its own (share.c); then the balloon, when the guest has a driver: it is
@@ -17,6 +18,7 @@
 #include "mem_internal.h"
 
 #include <kvmm/log.h>
+#include <kvmm/policy.h>
 
 #include <errno.h>
 #include <linux/kvm.h>
@@ -58,7 +60,10 @@ static uint64_t now_ms(void)
 uint64_t mem_target(struct memmgr *m)
 {
 	uint64_t limit = atomic_load(&m->limit), res = atomic_load(&m->reservation);
+	uint64_t host = atomic_load(&m->host_target);
 
+	if (host < limit)
+		limit = host;
 	return limit > res ? limit : res;
 }
 
@@ -143,9 +148,15 @@ static uint64_t consumed_pages(struct memmgr *m)
 /* Takes up to `want` pages at least m->min_age old, from the clock hand on. */
 static size_t sweep(struct memmgr *m, size_t want)
 {
+	unsigned tech = atomic_load(&m->host_tech);
+	bool zc = tech & POLICY_TECH_COMPRESS, sw = tech & POLICY_TECH_SWAP;
+	enum mem_out how = zc && sw ? MEM_OUT_AUTO : zc ? MEM_OUT_COMPRESS : MEM_OUT_SWAP;
 	uint64_t pm[HOLD_PAGES];
 	size_t taken = 0, scanned = 0;
 
+	/* Sharing's own scanner drops zero pages; capturing pages only to give them back is waste. */
+	if (!zc && !sw)
+		return 0;
 	while (taken < want && scanned < m->pages && !atomic_load(&m->stopping)) {
 		size_t first = m->hand, n = m->pages - first < HOLD_PAGES ? m->pages - first : HOLD_PAGES;
 		struct chunkmap sel = { 0 };
@@ -161,7 +172,7 @@ static size_t sweep(struct memmgr *m, size_t want)
 				count++;
 			}
 			if (count)
-				taken += reclaim_chunk(m, first, n, &sel, MEM_OUT_AUTO);
+				taken += reclaim_chunk(m, first, n, &sel, how);
 		}
 		pthread_mutex_unlock(&m->lock);
 		scanned += n;
@@ -176,7 +187,7 @@ static bool balloon_step(struct memmgr *m, struct reclaimer *rc, uint64_t excess
 	int64_t held = m->hooks.balloon_held ? m->hooks.balloon_held(m->hooks.opaque) : -1;
 	uint64_t cap = m->gm->ram_size / 100 * BALLOON_MAX_PCT, ask;
 
-	if (held < 0 || !m->hooks.balloon_ask)
+	if (held < 0 || !m->hooks.balloon_ask || !(atomic_load(&m->host_tech) & POLICY_TECH_BALLOON))
 		return false;
 	if (rc->now_ms < rc->balloon_until) {
 		if (held > rc->balloon_last) {
@@ -299,6 +310,19 @@ int mem_set_limits(struct memmgr *m, uint64_t limit, uint64_t reservation)
 	atomic_store(&m->reservation, res);
 	log_info("memory: limit %llu MiB, reservation %llu MiB", (unsigned long long)(l >> 20),
 		 (unsigned long long)(res >> 20));
+	return 0;
+}
+
+int mem_set_host_target(struct memmgr *m, uint64_t target, unsigned techniques)
+{
+	uint64_t old;
+
+	if (!m->reclaim)
+		return -EINVAL;
+	old = atomic_exchange(&m->host_target, target);
+	atomic_store(&m->host_tech, techniques);
+	if (old != target)
+		log_debug("memory: hostd target %llu MiB", (unsigned long long)(target >> 20));
 	return 0;
 }
 
