@@ -12,9 +12,11 @@
  *
  * Coldness: every AGE_PERIOD_MS each page's age grows by one unless KVM's dirty log says the guest
  * wrote it; a fault-in sets it to zero. The sweep takes pages at least min_age old, and lowers
- * min_age (to 1 at least) only when a whole sweep found too few. The written pages per period, with the faults
- * on taken pages, give the active-memory estimate (fast and slow moving averages, the larger
- * wins, as in ESX). Reads are seen only through refaults: see docs/architecture.md. */
+ * min_age (to 1 at least) only when a whole sweep found too few. The pages written or faulted back
+ * within the last ACTIVE_PERIODS periods give the active-memory estimate (fast and slow moving
+ * averages, the larger wins, as in ESX). A window, not the pages of one period: a guest cycling
+ * through its working set slowly (as under nested TCG) touches only part of it every 2 s. Reads
+ * are seen only through refaults: see docs/architecture.md. */
 #include "mem_internal.h"
 
 #include <kvmm/log.h>
@@ -30,6 +32,7 @@
 
 #define TICK_MS 250
 #define AGE_PERIOD_MS 2000
+#define ACTIVE_PERIODS 10 /* 20 s; ESX samples over 60 s */
 #define AGE_COLD 3                 /* periods unwritten before a page counts as cold */
 #define RATE_MIN 256u              /* pages per second */
 #define RATE_MAX 65536u            /* 256 MiB/s */
@@ -42,7 +45,7 @@
 struct reclaimer {
 	uint64_t now_ms, next_age_ms;
 	unsigned rate;                  /* pages per second now */
-	uint64_t taken_tick, refaults_seen, refaults_rate;
+	uint64_t taken_tick, refaults_rate;
 	uint64_t balloon_until, balloon_retry, balloon_progress_ms;
 	int64_t balloon_last;
 	uint8_t *bitmap;                /* dirty log of one memslot */
@@ -101,7 +104,7 @@ int mem_attach_vm(struct memmgr *m, int vm_fd)
 /* One aging period: written pages (dirty log) become young, the rest one period older. */
 static void age(struct memmgr *m, struct reclaimer *rc)
 {
-	uint64_t written = 0, refaults = atomic_load(&m->reclaim_refaults);
+	uint64_t recent = 0;
 	double f;
 
 	for (unsigned k = 0; k < m->gm->nr_regions; k++) {
@@ -114,21 +117,19 @@ static void age(struct memmgr *m, struct reclaimer *rc)
 		for (size_t i = 0; i < n; i++) {
 			uint8_t *a = &m->age[first + i];
 
-			if (have && rc->bitmap[i / 8] >> (i % 8) & 1) {
+			if (have && rc->bitmap[i / 8] >> (i % 8) & 1)
 				*a = 0;
-				written++;
-			} else if (*a < 255) {
+			else if (*a < 255)
 				(*a)++;
-			}
+			/* A page faulted back in is age 0 too (reclaim.c install()). */
+			recent += *a < ACTIVE_PERIODS;
 		}
 	}
-	written += refaults - rc->refaults_seen;
-	rc->refaults_seen = refaults;
 	if (m->vm_fd < 0)
 		return;
-	f = (double)written;
+	f = (double)recent;
 	rc->active_fast = rc->active_fast * 0.5 + f * 0.5;
-	rc->active_slow = rc->active_slow * 0.9 + f * 0.1;
+	rc->active_slow = rc->active_slow * 0.8 + f * 0.2;
 	atomic_store(&m->active_pages, (uint64_t)(rc->active_fast > rc->active_slow ? rc->active_fast :
 						  rc->active_slow));
 }
@@ -146,9 +147,17 @@ static uint64_t consumed_pages(struct memmgr *m)
 }
 
 /* Takes up to `want` pages at least m->min_age old, from the clock hand on. */
+/* What reclaim may use: everything to meet the VM's own limit; what the host's state allows when
+ * hostd's target is the one that binds. */
+static unsigned techniques(struct memmgr *m)
+{
+	return atomic_load(&m->host_target) < atomic_load(&m->limit) ? atomic_load(&m->host_tech) :
+		POLICY_TECH_SHARE | POLICY_TECH_BALLOON | POLICY_TECH_COMPRESS | POLICY_TECH_SWAP;
+}
+
 static size_t sweep(struct memmgr *m, size_t want)
 {
-	unsigned tech = atomic_load(&m->host_tech);
+	unsigned tech = techniques(m);
 	bool zc = tech & POLICY_TECH_COMPRESS, sw = tech & POLICY_TECH_SWAP;
 	enum mem_out how = zc && sw ? MEM_OUT_AUTO : zc ? MEM_OUT_COMPRESS : MEM_OUT_SWAP;
 	uint64_t pm[HOLD_PAGES];
@@ -187,7 +196,7 @@ static bool balloon_step(struct memmgr *m, struct reclaimer *rc, uint64_t excess
 	int64_t held = m->hooks.balloon_held ? m->hooks.balloon_held(m->hooks.opaque) : -1;
 	uint64_t cap = m->gm->ram_size / 100 * BALLOON_MAX_PCT, ask;
 
-	if (held < 0 || !m->hooks.balloon_ask || !(atomic_load(&m->host_tech) & POLICY_TECH_BALLOON))
+	if (held < 0 || !m->hooks.balloon_ask || !(techniques(m) & POLICY_TECH_BALLOON))
 		return false;
 	if (rc->now_ms < rc->balloon_until) {
 		if (held > rc->balloon_last) {

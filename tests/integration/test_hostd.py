@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# kvmm-test-host: one-cpu
 # kvmm-test-timeout: 900
 """kvmm hostd (issue 8) with three test guests of 256 MiB (shares low / normal / high) under one
 hostd whose --capacity (400 MiB) is smaller than their sum, and a --minfree so large that the host
