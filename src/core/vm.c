@@ -289,16 +289,14 @@ static int vm_create_vcpus(struct vm *vm)
 /* Before any thread starts (the memory manager's, in vm_build): threads inherit the mask, and one
  * that left SIGINT/SIGTERM unblocked would take their default action for the whole process
  * instead of the loop reading them from the signalfd. */
-static void vm_block_signals(void)
+static void vm_block_signals(sigset_t *set)
 {
-	sigset_t set;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGUSR2);
-	sigaddset(&set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	sigemptyset(set);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGUSR2);
+	sigaddset(set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
 static int vm_setup_signals(struct vm *vm, sigset_t *old)
@@ -308,12 +306,7 @@ static int vm_setup_signals(struct vm *vm, sigset_t *old)
 	/* SIGINT/SIGTERM (stop) and SIGUSR2 (log every vCPU's state) are read from a signalfd on
 	 * the loop; every thread keeps them blocked.
 	 * SIGPIPE: a serial or socket peer that went away is an error return, not a death. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGUSR2);
-	sigaddset(&set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	vm_block_signals(&set);
 	signal(SIGPIPE, SIG_IGN);
 	sigdelset(&set, SIGUSR1);
 	vm->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -411,7 +404,7 @@ int vm_run(const struct vm_config *cfg)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
 	struct boot_entry entry;
-	sigset_t old;
+	sigset_t old, blocked;
 	int status;
 
 	if (!vm)
@@ -424,7 +417,7 @@ int vm_run(const struct vm_config *cfg)
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
 	pthread_sigmask(SIG_SETMASK, NULL, &old);
-	vm_block_signals();
+	vm_block_signals(&blocked);
 
 	status = vm_build(vm, &entry);
 	if (status == 0 && vm_setup_signals(vm, &old) < 0)
