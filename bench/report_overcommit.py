@@ -76,13 +76,16 @@ def traffic_total(r, name):
     return pick(r.get("query_end"), name)
 
 
+_size = str(setup.get("size", "1800M"))
+hot_mib = setup.get("hot", 20) / 100 * (int(_size[:-1]) * (1024 if _size[-1] in "Gg" else 1)
+                                        if _size[-1:] in "MmGg" and _size[:-1].isdigit() else 1800)
 lines = ["<!-- overcommit:begin -->", "## Overcommit (bench/overcommit.sh)", "",
          f"Medians of {nruns} run(s), all in one test host run ({setup.get('memtotal_mib', '?')} MiB, "
          f"{setup.get('cpus', '?')} CPUs; TCG: compare ratios only). Two {setup.get('ram_mb', 2048)} MiB, 1-vCPU "
          f"test guests at once, each `{setup.get('append', '?')}` (seeds 1 and 2): fill {setup.get('size', '?')} "
          f"(60% text, about 2.5x with LZ4; 20% random, incompressible; 20% zero), then read and write back the "
          f"first word of every page of the hot set (the first {setup.get('hot', 20)}% of the pages, "
-         f"{setup.get('hot', 20) * 18:.0f} MiB) pass after pass in {setup.get('wss_steps', 1)} wss steps of "
+         f"{hot_mib:.0f} MiB) pass after pass in {setup.get('wss_steps', 1)} wss steps of "
          f"{setup.get('wss_seconds', '?')} s each, then verify every page. *Throughput*: the guest's own "
          "`pages_per_sec` over a wss step: *first* (what the reclaimer took during the fill comes back: the hot "
          "set is written first, so it is the coldest page when the fill ends), *last* (the steady state, which "
@@ -139,7 +142,7 @@ if pairs:
     rs = [ratio("kvmm-limit", "kvmm-free", g) for g in guests]
     if "kvmm-limit" in configs and "kvmm-free" in configs:
         ok = all(x is not None and x >= 0.9 for x in rs)
-        verdict = ("Target (each guest under the combined 2 GiB limit at least 0.9 of its unconstrained "
+        verdict = (f"Target (each guest under the combined {setup.get('limit', '?')} x 2 limit at least 0.9 of its unconstrained "
                    f"throughput, last wss step): {', '.join(f(x, '{:.2f}') for x in rs)}: {'met' if ok else 'NOT met'}.")
         lines += ["", verdict]
 for r in rows:
@@ -234,7 +237,7 @@ if top:
     panes = 1 + bool(bottom) + bool(steps)
     script = f"""set terminal pngcairo size 1000,{330 * panes + 100}
 set output '{png}'
-set multiplot layout {panes},1 title 'Overcommit: two 2 GiB test guests, --mem-limit {setup.get('limit', '1G')} each (test host, TCG)'
+set multiplot layout {panes},1 title 'Overcommit: two {setup.get('ram_mb', 2048)} MiB test guests, --mem-limit {setup.get('limit', '1G')} each (test host, TCG)'
 set grid
 set key outside right top vertical font ',9'
 set xlabel 'seconds since the guests started (shaded: the wss step of each limited guest)'
