@@ -11,8 +11,10 @@
  * except when consumed is more than 5% over the target: then it runs at full rate.
  *
  * Coldness: every AGE_PERIOD_MS each page's age grows by one unless KVM's dirty log says the guest
- * wrote it; a fault-in sets it to zero. The sweep takes pages at least min_age old, and lowers
- * min_age (to 1 at least) only when a whole sweep found too few. The pages written or faulted back
+ * wrote it; a fault-in sets it to zero. Coldest first: each tick the sweep takes pages at least
+ * min_age old, min_age being the oldest age that still offers enough pages (a histogram of ages
+ * kept by the aging pass), never below 1. A threshold alone would take a hot page a slow guest
+ * has not come back to for a few periods as readily as one untouched for minutes. The pages written or faulted back
  * within the last ACTIVE_PERIODS periods give the active-memory estimate (fast and slow moving
  * averages, the larger wins, as in ESX). A window, not the pages of one period: a guest cycling
  * through its working set slowly (as under nested TCG) touches only part of it every 2 s. Reads
@@ -33,7 +35,6 @@
 #define TICK_MS 250
 #define AGE_PERIOD_MS 2000
 #define ACTIVE_PERIODS 10 /* 20 s; ESX samples over 60 s */
-#define AGE_COLD 3                 /* periods unwritten before a page counts as cold */
 #define RATE_MIN 256u              /* pages per second */
 #define RATE_MAX 65536u            /* 256 MiB/s */
 #define BALLOON_GRACE_MS 8000      /* how long the balloon gets while it makes progress */
@@ -50,6 +51,7 @@ struct reclaimer {
 	int64_t balloon_last;
 	uint8_t *bitmap;                /* dirty log of one memslot */
 	double active_fast, active_slow;
+	uint64_t hist[256];             /* guest pages per age, at the last aging pass */
 };
 
 static uint64_t now_ms(void)
@@ -107,6 +109,8 @@ static void age(struct memmgr *m, struct reclaimer *rc)
 	uint64_t recent = 0;
 	double f;
 
+	memset(rc->hist, 0, sizeof(rc->hist));
+
 	for (unsigned k = 0; k < m->gm->nr_regions; k++) {
 		const struct gmem_region *r = &m->gm->regions[k];
 		size_t first = (size_t)(r->host - m->gm->map) / MEM_PAGE, n = r->size / MEM_PAGE;
@@ -123,6 +127,8 @@ static void age(struct memmgr *m, struct reclaimer *rc)
 				(*a)++;
 			/* A page faulted back in is age 0 too (reclaim.c install()). */
 			recent += *a < ACTIVE_PERIODS;
+			if (pstate_get(&m->ps, first + i) == PS_PRESENT)
+				rc->hist[*a]++;
 		}
 	}
 	if (m->vm_fd < 0)
@@ -237,6 +243,18 @@ static void balloon_return(struct memmgr *m, uint64_t room)
 		atomic_store(&m->balloon_asked, asked - give);
 }
 
+/* The oldest age with at least n pages that old or older; never below 1 (a page faulted in or read
+ * ahead this period is left alone). */
+static unsigned oldest_offering(const struct reclaimer *rc, uint64_t n)
+{
+	uint64_t have = 0;
+
+	for (unsigned a = 255; a > 1; a--)
+		if ((have += rc->hist[a]) >= n)
+			return a;
+	return 1;
+}
+
 static void tick(struct memmgr *m, struct reclaimer *rc)
 {
 	uint64_t target = mem_target(m) / MEM_PAGE, consumed, refaults, slack;
@@ -254,8 +272,6 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 	if (consumed <= target) {
 		if (consumed + 8 * slack < target)
 			balloon_return(m, (target - consumed - 4 * slack) * MEM_PAGE);
-		if (m->min_age < AGE_COLD)
-			m->min_age++;
 		return;
 	}
 	if (balloon_step(m, rc, (consumed - target + slack) * MEM_PAGE))
@@ -273,10 +289,13 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 	want = consumed - target + slack;
 	if (want > (size_t)rc->rate * TICK_MS / 1000)
 		want = (size_t)rc->rate * TICK_MS / 1000;
+	m->min_age = oldest_offering(rc, 2 * want);
 	taken = sweep(m, want);
-	/* Never below 1: a page faulted in (or read ahead) this period is left alone. */
-	if (taken < want && m->min_age > 1)
-		m->min_age--;
+	/* The histogram is a period old and counts pages the sweep skips (pool, not private). */
+	if (taken < want && m->min_age > 1) {
+		m->min_age = 1;
+		taken += sweep(m, want - taken);
+	}
 	rc->taken_tick = taken;
 }
 
@@ -290,7 +309,7 @@ static void *reclaim_main(void *opaque)
 		if (m->gm->regions[k].size / MEM_PAGE > most)
 			most = m->gm->regions[k].size / MEM_PAGE;
 	rc.bitmap = calloc((most + 63) / 64, 8);
-	m->min_age = AGE_COLD;
+	m->min_age = 1;
 	while (mem_nap(m, TICK_MS))
 		tick(m, &rc);
 	free(rc.bitmap);
