@@ -288,25 +288,22 @@ static int vm_create_vcpus(struct vm *vm)
 
 /* Before any thread starts (the memory manager's, in vm_build): threads inherit the mask, and one
  * that left SIGINT/SIGTERM unblocked would take their default action for the whole process
- * instead of the loop reading them from the signalfd. */
-static void vm_block_signals(sigset_t *set)
+ * instead of the loop reading them from the signalfd. *old gets the mask to restore at exit. */
+static void vm_block_signals(sigset_t *set, sigset_t *old)
 {
 	sigemptyset(set);
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGUSR2);
 	sigaddset(set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, set, NULL);
+	pthread_sigmask(SIG_BLOCK, set, old);
 }
 
-static int vm_setup_signals(struct vm *vm, sigset_t *old)
+/* SIGINT/SIGTERM (stop) and SIGUSR2 (log every vCPU's state), blocked in every thread since
+ * vm_block_signals, are read from a signalfd on the loop. SIGPIPE: a serial or socket peer that
+ * went away is an error return, not a death. */
+static int vm_setup_signals(struct vm *vm, sigset_t set)
 {
-	sigset_t set;
-
-	/* SIGINT/SIGTERM (stop) and SIGUSR2 (log every vCPU's state) are read from a signalfd on
-	 * the loop; every thread keeps them blocked.
-	 * SIGPIPE: a serial or socket peer that went away is an error return, not a death. */
-	vm_block_signals(&set);
 	signal(SIGPIPE, SIG_IGN);
 	sigdelset(&set, SIGUSR1);
 	vm->sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -416,11 +413,10 @@ int vm_run(const struct vm_config *cfg)
 	pthread_cond_init(&vm->pause_cond, NULL);
 	bus_init(&vm->pio, "pio");
 	bus_init(&vm->mmio, "mmio");
-	pthread_sigmask(SIG_SETMASK, NULL, &old);
-	vm_block_signals(&blocked);
+	vm_block_signals(&blocked, &old);
 
 	status = vm_build(vm, &entry);
-	if (status == 0 && vm_setup_signals(vm, &old) < 0)
+	if (status == 0 && vm_setup_signals(vm, blocked) < 0)
 		status = VM_EXIT_STATUS_FAILURE;
 	if (status != 0)
 		goto out;
