@@ -64,6 +64,9 @@ enum {
 	POLICY_TECH_COMPRESS = 1 << 2,
 	POLICY_TECH_SWAP = 1 << 3,
 	POLICY_TECH_BLOCK = 1 << 4, /* new allocations wait until memory is back */
+	/* Every way of taking memory back (a VM on its own limit; hostd's hard state). */
+	POLICY_TECH_ALL =
+		POLICY_TECH_SHARE | POLICY_TECH_BALLOON | POLICY_TECH_COMPRESS | POLICY_TECH_SWAP,
 };
 
 /* Thresholds in percent of minFree: a state is entered when free memory falls below its line, and left

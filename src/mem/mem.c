@@ -162,8 +162,7 @@ int mem_create(struct memmgr **out, struct gmem *gm, const struct vm_config *cfg
 	atomic_store(&m->limit, cfg->mem_limit ? cfg->mem_limit : gm->ram_size);
 	atomic_store(&m->reservation, cfg->mem_reservation);
 	atomic_store(&m->host_target, UINT64_MAX);
-	atomic_store(&m->host_tech, POLICY_TECH_SHARE | POLICY_TECH_BALLOON | POLICY_TECH_COMPRESS |
-				    POLICY_TECH_SWAP);
+	atomic_store(&m->host_tech, POLICY_TECH_ALL);
 	m->pool.fd = -1;
 	m->salt = salt_for(cfg->mem_salt);
 	atomic_store(&m->rate, cfg->mem_share_rate);

@@ -14,11 +14,11 @@
  * wrote it; a fault-in sets it to zero. Coldest first: each tick the sweep takes pages at least
  * min_age old, min_age being the oldest age that still offers enough pages (a histogram of ages
  * kept by the aging pass), never below 1. A threshold alone would take a hot page a slow guest
- * has not come back to for a few periods as readily as one untouched for minutes. The pages written or faulted back
- * within the last ACTIVE_PERIODS periods give the active-memory estimate (fast and slow moving
- * averages, the larger wins, as in ESX). A window, not the pages of one period: a guest cycling
- * through its working set slowly (as under nested TCG) touches only part of it every 2 s. Reads
- * are seen only through refaults: see docs/architecture.md. */
+ * has not come back to for a few periods as readily as one untouched for minutes. The pages
+ * written or faulted back within the last ACTIVE_PERIODS periods give the active-memory estimate
+ * (fast and slow moving averages, the larger wins, as in ESX). A window, not the pages of one
+ * period: a guest cycling through its working set slowly (as under nested TCG) touches only part
+ * of it every 2 s. Reads are seen only through refaults: see docs/architecture.md. */
 #include "mem_internal.h"
 
 #include <kvmm/log.h>
@@ -152,15 +152,15 @@ static uint64_t consumed_pages(struct memmgr *m)
 	return (priv > 0 ? (uint64_t)priv : 0) + pool + reclaim_consumed_extra(m) / MEM_PAGE;
 }
 
-/* Takes up to `want` pages at least m->min_age old, from the clock hand on. */
 /* What reclaim may use: everything to meet the VM's own limit; what the host's state allows when
  * hostd's target is the one that binds. */
 static unsigned techniques(struct memmgr *m)
 {
 	return atomic_load(&m->host_target) < atomic_load(&m->limit) ? atomic_load(&m->host_tech) :
-		POLICY_TECH_SHARE | POLICY_TECH_BALLOON | POLICY_TECH_COMPRESS | POLICY_TECH_SWAP;
+									 POLICY_TECH_ALL;
 }
 
+/* Takes up to `want` pages at least m->min_age old, from the clock hand on. */
 static size_t sweep(struct memmgr *m, size_t want)
 {
 	unsigned tech = techniques(m);
