@@ -17,6 +17,7 @@ GUEST_KERNEL = os.environ.get("KVMM_GUEST_KERNEL", "")
 GUEST_INITRD = os.environ.get("KVMM_GUEST_INITRD", "")
 
 failures = 0
+failed = []
 
 
 def check(cond, what):
@@ -25,10 +26,14 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         failures += 1
+        failed.append(what)
     return cond
 
 
 def finish():
+    # Repeated at the end: CI shows only the tail of a failed test's output.
+    for what in failed:
+        print("FAIL " + what)
     print(f"{'FAILED' if failures else 'passed'}: {failures} failed check(s)")
     sys.exit(1 if failures else 0)
 

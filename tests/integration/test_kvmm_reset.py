@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# kvmm-test-host: one-cpu
 """Reset and power button with the Linux guest (1 vCPU; docs/testing.md, 'Known flake', is about
 2-vCPU boots): `reboot -f` in the guest (Linux writes the FADT reset register, 0xcf9) reboots the
 VM in place with RESET {"guest": true, "reason": "guest-reset"}; QMP system_reset reboots it again
