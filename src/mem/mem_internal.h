@@ -109,6 +109,7 @@ struct memmgr {
 	size_t hand;             /* the reclaimer's clock hand */
 	unsigned min_age;        /* the coldness the reclaimer takes now */
 	int vm_fd;               /* KVM dirty log for aging, -1 without */
+	bool dirty_manual;       /* KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2: the reclaimer re-arms pages itself */
 	struct mem_hooks hooks;
 	pthread_t reclaim_thread;
 	bool reclaim_started;

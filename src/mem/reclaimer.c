@@ -11,14 +11,22 @@
  * except when consumed is more than 5% over the target: then it runs at full rate.
  *
  * Coldness: every AGE_PERIOD_MS each page's age grows by one unless KVM's dirty log says the guest
- * wrote it; a fault-in sets it to zero. Coldest first: each tick the sweep takes pages at least
- * min_age old, min_age being the oldest age that still offers enough pages (a histogram of ages
- * kept by the aging pass), never below 1. A threshold alone would take a hot page a slow guest
- * has not come back to for a few periods as readily as one untouched for minutes. The pages
- * written or faulted back within the last ACTIVE_PERIODS periods give the active-memory estimate
- * (fast and slow moving averages, the larger wins, as in ESX). A window, not the pages of one
- * period: a guest cycling through its working set slowly (as under nested TCG) touches only part
- * of it every 2 s. Reads are seen only through refaults: see docs/architecture.md. */
+ * wrote it; a fault-in sets it to zero. A page is "armed" while KVM write-protects it and it has not
+ * been written since: only armed pages can be proven cold, and only they are taken. With KVM's
+ * manual dirty-log protection (the normal case) the reclaimer chooses which written pages to arm
+ * again, since every armed page the guest writes costs an exit: each period it re-arms one slice
+ * of SLICES (a fixed hash of 64-page groups), so a hot page costs one exit every SLICES periods,
+ * and on demand, when the sweep lacks cold pages, the written pages it has seen written longest
+ * ago (second chance). Without it, KVM re-arms every page at every period.
+ * Coldest first: each tick the sweep takes armed pages at least min_age old, min_age being the
+ * oldest age that still offers enough pages (a histogram of ages kept by the aging pass), never
+ * below 1. A threshold alone would take a hot page a slow guest has not come back to for a few
+ * periods as readily as one untouched for minutes. The active-memory estimate (fast and slow
+ * moving averages, the larger wins, as in ESX) is the share of the slice armed ACTIVE_PERIODS ago
+ * that the guest has written since, times the guest's size; without manual protection, the pages
+ * written within the last ACTIVE_PERIODS periods. A window, not one period: a guest cycling
+ * through its working set slowly (as under nested TCG) touches only part of it every 2 s. Reads
+ * are seen only through refaults: see docs/architecture.md. */
 #include "mem_internal.h"
 
 #include <kvmm/log.h>
@@ -42,6 +50,7 @@
 #define BALLOON_RETRY_MS 30000
 #define BALLOON_MAX_PCT 65         /* ESX Mem.CtlMaxPercent */
 #define HOLD_PAGES 64u             /* pages per lock hold: a guest fault waits for at most these */
+#define SLICES 64u                 /* manual protection: one slice re-armed per period */
 
 struct reclaimer {
 	uint64_t now_ms, next_age_ms;
@@ -50,8 +59,13 @@ struct reclaimer {
 	uint64_t balloon_until, balloon_retry, balloon_progress_ms;
 	int64_t balloon_last;
 	uint8_t *bitmap;                /* dirty log of one memslot */
+	uint8_t *arm;                   /* pages of one memslot to arm (KVM_CLEAR_DIRTY_LOG) */
+	uint64_t *armed;                /* per guest page, with manual protection */
+	uint64_t period;                /* aging passes so far */
+	uint64_t arm_need;              /* written pages to arm at the next pass (the sweep lacked) */
 	double active_fast, active_slow;
-	uint64_t hist[256];             /* guest pages per age, at the last aging pass */
+	uint64_t hist[256];             /* armed present pages per age, at the last aging pass */
+	uint64_t hist_written[256];     /* present pages not armed, per age */
 };
 
 static uint64_t now_ms(void)
@@ -90,11 +104,18 @@ static int dirty_log(struct memmgr *m, bool on)
 
 int mem_attach_vm(struct memmgr *m, int vm_fd)
 {
+	const uint64_t want = KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | KVM_DIRTY_LOG_INITIALLY_SET;
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, .args = { want } };
 	int r;
 
 	if (!m->reclaim)
 		return 0;
 	m->vm_fd = vm_fd;
+	/* Before logging starts: with INITIALLY_SET nothing is write-protected until armed. */
+	r = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
+	m->dirty_manual = r > 0 && ((uint64_t)r & want) == want && ioctl(vm_fd, KVM_ENABLE_CAP, &cap) == 0;
+	if (!m->dirty_manual)
+		log_info("memory: no manual dirty-log protection: every written page is re-armed each period");
 	if ((r = dirty_log(m, true)) < 0) {
 		log_info("memory: KVM dirty log unavailable (%s): pages age without write tracking",
 			 strerror(-r));
@@ -103,37 +124,96 @@ int mem_attach_vm(struct memmgr *m, int vm_fd)
 	return 0;
 }
 
-/* One aging period: written pages (dirty log) become young, the rest one period older. */
+static bool bit(const uint8_t *map, size_t i)
+{
+	return map[i / 8] >> (i % 8) & 1;
+}
+
+/* The slice of a page's 64-page group: a fixed hash, so strided guest access does not alias. */
+static unsigned slice_of(size_t page)
+{
+	return (uint32_t)((page / 64) * 2654435761u) % SLICES;
+}
+
+/* The oldest age with at least n pages that old or older in hist; never below lo. */
+static unsigned oldest(const uint64_t *hist, uint64_t n, unsigned lo)
+{
+	uint64_t have = 0;
+
+	for (unsigned a = 255; a > lo; a--)
+		if ((have += hist[a]) >= n)
+			return a;
+	return lo;
+}
+
+/* One aging period: written pages (dirty log) become young and stop being armed, the rest one
+ * period older. With manual protection, then arms this period's slice and, oldest seen first,
+ * the written pages the sweep asked for (arm_need). */
 static void age(struct memmgr *m, struct reclaimer *rc)
 {
-	uint64_t recent = 0;
+	bool manual = m->dirty_manual && rc->armed;
+	unsigned now = rc->period % SLICES, old = (rc->period + SLICES - ACTIVE_PERIODS % SLICES) % SLICES;
+	unsigned arm_min = rc->arm_need ? oldest(rc->hist_written, rc->arm_need, 0) : 256;
+	uint64_t recent = 0, sample = 0, arm_left = rc->arm_need;
 	double f;
 
 	memset(rc->hist, 0, sizeof(rc->hist));
-
+	memset(rc->hist_written, 0, sizeof(rc->hist_written));
+	rc->arm_need = 0;
 	for (unsigned k = 0; k < m->gm->nr_regions; k++) {
 		const struct gmem_region *r = &m->gm->regions[k];
 		size_t first = (size_t)(r->host - m->gm->map) / MEM_PAGE, n = r->size / MEM_PAGE;
 		struct kvm_dirty_log log = { .slot = k, .dirty_bitmap = rc->bitmap };
+		struct kvm_clear_dirty_log clear = { .slot = k, .num_pages = (uint32_t)n,
+						     .dirty_bitmap = rc->arm };
 		bool have = m->vm_fd >= 0 && rc->bitmap &&
 			    (memset(rc->bitmap, 0, (n + 63) / 64 * 8), ioctl(m->vm_fd, KVM_GET_DIRTY_LOG, &log) == 0);
+		size_t arming = 0;
 
+		if (manual)
+			memset(rc->arm, 0, (n + 63) / 64 * 8);
 		for (size_t i = 0; i < n; i++) {
-			uint8_t *a = &m->age[first + i];
+			size_t p = first + i;
+			uint8_t *a = &m->age[p];
+			bool armed = !manual || (rc->armed[p / 64] >> (p % 64) & 1);
+			bool present = pstate_get(&m->ps, p) == PS_PRESENT;
+			unsigned sl = manual ? slice_of(p) : 0;
 
-			if (have && rc->bitmap[i / 8] >> (i % 8) & 1)
+			if (have && bit(rc->bitmap, i) && armed) {
 				*a = 0;
-			else if (*a < 255)
+				if (manual)
+					rc->armed[p / 64] &= ~(1ull << (p % 64));
+				armed = !manual;
+			} else if (*a < 255) {
 				(*a)++;
+			}
 			/* A page faulted back in is age 0 too (reclaim.c install()). */
-			recent += *a < ACTIVE_PERIODS;
-			if (pstate_get(&m->ps, first + i) == PS_PRESENT)
-				rc->hist[*a]++;
+			if (!manual) {
+				recent += *a < ACTIVE_PERIODS;
+			} else if (sl == old) {
+				sample++;
+				recent += *a < ACTIVE_PERIODS;
+			}
+			if (manual && !armed && have &&
+			    (sl == now || (present && arm_left && *a >= arm_min))) {
+				if (sl != now)
+					arm_left--;
+				rc->arm[i / 8] |= (uint8_t)(1u << (i % 8));
+				rc->armed[p / 64] |= 1ull << (p % 64);
+				*a = 0;
+				armed = true;
+				arming++;
+			}
+			if (present)
+				(armed ? rc->hist : rc->hist_written)[*a]++;
 		}
+		if (arming && ioctl(m->vm_fd, KVM_CLEAR_DIRTY_LOG, &clear) < 0)
+			log_error("memory: KVM_CLEAR_DIRTY_LOG: %s", strerror(errno));
 	}
-	if (m->vm_fd < 0)
+	rc->period++;
+	if (m->vm_fd < 0 || (manual && (rc->period <= ACTIVE_PERIODS || !sample)))
 		return;
-	f = (double)recent;
+	f = manual ? (double)recent * (double)m->pages / (double)sample : (double)recent;
 	rc->active_fast = rc->active_fast * 0.5 + f * 0.5;
 	rc->active_slow = rc->active_slow * 0.8 + f * 0.2;
 	atomic_store(&m->active_pages, (uint64_t)(rc->active_fast > rc->active_slow ? rc->active_fast :
@@ -160,9 +240,10 @@ static unsigned techniques(struct memmgr *m)
 									 POLICY_TECH_ALL;
 }
 
-/* Takes up to `want` pages at least m->min_age old, from the clock hand on. */
-static size_t sweep(struct memmgr *m, size_t want)
+/* Takes up to `want` armed pages at least m->min_age old, from the clock hand on. */
+static size_t sweep(struct memmgr *m, const struct reclaimer *rc, size_t want)
 {
+	bool manual = m->dirty_manual && rc->armed;
 	unsigned tech = techniques(m);
 	bool zc = tech & POLICY_TECH_COMPRESS, sw = tech & POLICY_TECH_SWAP;
 	enum mem_out how = zc && sw ? MEM_OUT_AUTO : zc ? MEM_OUT_COMPRESS : MEM_OUT_SWAP;
@@ -181,7 +262,9 @@ static size_t sweep(struct memmgr *m, size_t want)
 		if (pagemap_read(m, first, n, pm) == 0) {
 			for (size_t i = 0; i < n && taken + count < want; i++) {
 				if (pstate_get(&m->ps, first + i) != PS_PRESENT || pstate_file_vma(&m->ps, first + i) ||
-				    m->age[first + i] < m->min_age || !mem_pm_private(m, first + i, pm[i]))
+				    m->age[first + i] < m->min_age ||
+				    (manual && !(rc->armed[(first + i) / 64] >> ((first + i) % 64) & 1)) ||
+				    !mem_pm_private(m, first + i, pm[i]))
 					continue;
 				cm_set(&sel, i);
 				count++;
@@ -243,18 +326,6 @@ static void balloon_return(struct memmgr *m, uint64_t room)
 		atomic_store(&m->balloon_asked, asked - give);
 }
 
-/* The oldest age with at least n pages that old or older; never below 1 (a page faulted in or read
- * ahead this period is left alone). */
-static unsigned oldest_offering(const struct reclaimer *rc, uint64_t n)
-{
-	uint64_t have = 0;
-
-	for (unsigned a = 255; a > 1; a--)
-		if ((have += rc->hist[a]) >= n)
-			return a;
-	return 1;
-}
-
 static void tick(struct memmgr *m, struct reclaimer *rc)
 {
 	uint64_t target = mem_target(m) / MEM_PAGE, consumed, refaults, slack;
@@ -289,14 +360,21 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 	want = consumed - target + slack;
 	if (want > (size_t)rc->rate * TICK_MS / 1000)
 		want = (size_t)rc->rate * TICK_MS / 1000;
-	m->min_age = oldest_offering(rc, 2 * want);
-	taken = sweep(m, want);
+	/* Never below 1: a page faulted in or read ahead this period is left alone. */
+	m->min_age = oldest(rc->hist, 2 * want, 1);
+	taken = sweep(m, rc, want);
 	/* The histogram is a period old and counts pages the sweep skips (pool, not private). */
 	if (taken < want && m->min_age > 1) {
 		m->min_age = 1;
-		taken += sweep(m, want - taken);
+		taken += sweep(m, rc, want - taken);
 	}
 	rc->taken_tick = taken;
+	/* Short of cold pages: the next pass arms written ones for the whole excess, twice over. */
+	if (taken < want) {
+		uint64_t need = 2 * (consumed - target + slack);
+
+		rc->arm_need = need > rc->arm_need ? need : rc->arm_need;
+	}
 }
 
 static void *reclaim_main(void *opaque)
@@ -309,10 +387,20 @@ static void *reclaim_main(void *opaque)
 		if (m->gm->regions[k].size / MEM_PAGE > most)
 			most = m->gm->regions[k].size / MEM_PAGE;
 	rc.bitmap = calloc((most + 63) / 64, 8);
+	rc.arm = calloc((most + 63) / 64, 8);
+	rc.armed = calloc((m->pages + 63) / 64, 8);
+	if (!rc.arm || !rc.armed) {
+		free(rc.armed);
+		rc.armed = NULL; /* every page counts as armed: KVM's log re-arms nothing, so writes go unseen */
+		log_error("memory: no memory for the reclaimer's dirty-log maps: pages age without write tracking");
+		m->vm_fd = -1;
+	}
 	m->min_age = 1;
 	while (mem_nap(m, TICK_MS))
 		tick(m, &rc);
 	free(rc.bitmap);
+	free(rc.arm);
+	free(rc.armed);
 	return NULL;
 }
 
