@@ -63,6 +63,10 @@ static int cmd_query_memory(void *opaque, json_t *args, json_t **ret, struct qmp
 			"reclaim-refaults", J(s.reclaim_refaults), "active", J(s.active),
 			"balloon-asked", J(s.balloon_asked), "swap-errors", J(s.swap_errors),
 			"swap-corrupt", J(s.swap_corrupt), "swap-usable", s.swap_usable));
+	if (*ret)
+		json_object_update_missing_new(*ret, json_pack("{s:b, s:I, s:I, s:I}",
+				"blocking", s.blocking, "blocked-faults", J(s.blocked_faults),
+				"blocked-ns", J(s.blocked_ns), "blocked-now", J(s.blocked_now)));
 	if (*ret && mem_share_mode(vm->memmgr) == MEM_SHARE_KSM)
 		json_object_set_new(*ret, "ksm", json_pack("{s:I, s:I, s:I, s:I, s:I}",
 				"merging-pages", J(s.ksm_merging), "zero-pages", J(s.ksm_zero),

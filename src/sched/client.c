@@ -2,8 +2,8 @@
  * start waits for hostd's answer (admission control decides whether the VM runs at all); from then
  * on nothing waits: every period a report is sent if the socket takes it now (otherwise that
  * report is skipped), and TARGET events are handed to the memory manager as they arrive. When
- * hostd goes away the VM keeps its last target and its own limit, and tries to connect and
- * register again every RETRY_MS. */
+ * hostd goes away the VM keeps its last target and its own limit (but not a block on allocation:
+ * only hostd could lift it), and tries to connect and register again every RETRY_MS. */
 #include <kvmm/config.h>
 #include <kvmm/hostd.h>
 #include <kvmm/log.h>
@@ -40,6 +40,7 @@ struct hostd_client {
 	uint64_t next_retry_ms;
 	uint64_t registering_since_ms;
 	struct hostd_vm_info info;
+	struct hostd_target last;   /* the last TARGET applied (techniques 0: none yet) */
 	bool refused;
 	char refusal[256];
 	bool logged_down;
@@ -91,6 +92,12 @@ static uint64_t measure_overhead(struct memmgr *m)
 static void link_down(struct hostd_client *c, const char *why)
 {
 	struct mem_stats st;
+
+	/* Only a hostd that is there can lift its block: without it the VM runs on its last target. */
+	if (c->last.techniques & POLICY_TECH_BLOCK) {
+		c->last.techniques &= ~(unsigned)POLICY_TECH_BLOCK;
+		mem_set_host_target(c->m, c->last.target, c->last.techniques);
+	}
 
 	if (c->fd >= 0) {
 		loop_del(c->loop, c->fd);
@@ -168,6 +175,7 @@ static void apply_target(struct hostd_client *c, const struct hostd_target *t)
 		c->info.reservation = t->reservation;
 	}
 	mem_set_host_target(c->m, t->target, t->techniques);
+	c->last = *t;
 }
 
 static bool send_report(struct hostd_client *c);
