@@ -1,8 +1,8 @@
 /* The VM's side of hostd (src/sched/client.c) against a real hostd, without a VM: a memory manager
  * over 32 MiB of guest RAM (no vCPU touches it), the client on one loop thread and hostd on
  * another. Checked: registration, targets and hostd's limit reaching the memory manager, refusal,
- * an absent hostd, and that the VM keeps its target while hostd is gone and registers again when
- * it is back. */
+ * an absent hostd, that the VM keeps its target while hostd is gone and registers again when
+ * it is back, and that the low state's block on allocation ends with hostd's link. */
 #include <kvmm/config.h>
 #include <kvmm/gmem.h>
 #include <kvmm/hostd.h>
@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,7 @@ static bool setup_mem(uint64_t reservation)
 	cfg.mem_share = MEM_SHARE_OFF;
 	cfg.mem_reservation = reservation;
 	cfg.mem_shares = 10 * 32;
+	cfg.mem_compress = false;
 	free(cfg.name);
 	cfg.name = strdup("vm1");
 	cfg.hostd = strdup(sock_path);
@@ -262,4 +264,41 @@ Test(hostd_client, refused_and_absent)
 		     "a reservation of 30 MiB on a 20 MiB host is refused");
 	cr_assert_null(cl);
 	cr_assert_eq(registered(), 0);
+}
+
+static _Atomic bool touched;
+
+static void *touch_one(void *arg)
+{
+	*(volatile uint8_t *)arg = 1;
+	atomic_store(&touched, true);
+	return NULL;
+}
+
+/* hostd's low state blocks a VM at its target; hostd gone, the block goes with it. */
+Test(hostd_client, block_lifts_when_hostd_is_lost)
+{
+	pthread_t t;
+
+	if (!setup_mem(0))
+		cr_skip_test("no usable userfaultfd here");
+	cr_assert_eq(mem_start(m), 0); /* the fault handler and the reclaimer */
+	/* 22 MiB that nothing can take (no compression, no swap) before hostd's 20 MiB target. */
+	for (size_t i = 0; i < 22 * MIB; i += 4096)
+		gm.map[i] = 1;
+	hostd_up(20 * MIB); /* MemAvailable far below minFree: the low state */
+	cr_assert_eq(hostd_client_start(&cl, vloop.lp, m, &cfg), 0);
+	runner_go(&vloop);
+	WAIT_FOR(stats().blocking, 3000);
+	cr_assert(stats().blocking, "over its target in the low state");
+	atomic_store(&touched, false);
+	cr_assert_eq(pthread_create(&t, NULL, touch_one, gm.map + 30 * MIB), 0);
+	WAIT_FOR(stats().blocked_now == 1, 2000);
+	cr_assert_eq(stats().blocked_now, 1, "a new page waits");
+	cr_assert(!atomic_load(&touched));
+	hostd_down();
+	WAIT_FOR(atomic_load(&touched), 3000);
+	cr_assert(atomic_load(&touched), "hostd lost: the fault goes on");
+	pthread_join(t, NULL);
+	cr_assert(!stats().blocking);
 }
