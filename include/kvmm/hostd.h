@@ -183,6 +183,14 @@ struct hostd_client;
 int hostd_client_start(struct hostd_client **out, struct loop *loop, struct memmgr *m,
 		       const struct vm_config *cfg);
 void hostd_client_destroy(struct hostd_client *c);
+/* A live change of the VM's reservation, limit or shares (HOSTD_SET_* in `set`; the others are
+ * ignored), made on its QMP socket before the memory manager applies it. Registered: sent as
+ * set-vm and awaited up to 2 s on the loop thread, so that hostd checks a higher reservation as it
+ * did at start; 0 when hostd took it (its TARGETs carry it from then on), -EPERM when it refused,
+ * -ETIMEDOUT or another -errno; why says it. Not connected: 0 and the change goes with the next registration
+ * (admission-checked then). -EAGAIN while a registration is under way. */
+int hostd_client_set(struct hostd_client *c, unsigned set, uint64_t reservation, uint64_t limit,
+		     uint64_t shares, char *why, size_t len);
 
 /* `kvmm top --hostd SOCKET [--once]`; exit status. */
 int top_main(int argc, char **argv);

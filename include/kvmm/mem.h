@@ -127,6 +127,9 @@ int64_t mem_page_out(struct memmgr *m, uint64_t gpa, uint64_t len, enum mem_out 
  * limit, limit > memory, or reclaim is off (no userfaultfd: --mem-share off/ksm without
  * --mem-limit at start). */
 int mem_set_limits(struct memmgr *m, uint64_t limit, uint64_t reservation);
+/* mem_set_limits' checks without the change: UINT64_MAX in *limit or *reservation becomes the
+ * value in force. */
+int mem_check_limits(struct memmgr *m, uint64_t *limit, uint64_t *reservation);
 
 /* hostd's word (kvmm/hostd.h): the effective target becomes max(min(limit, target), reservation),
  * and `techniques` (POLICY_TECH_* of kvmm/policy.h) says which reclaim steps may run: the balloon,

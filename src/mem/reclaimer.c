@@ -351,12 +351,22 @@ int reclaim_start(struct memmgr *m)
 	return 0;
 }
 
+int mem_check_limits(struct memmgr *m, uint64_t *limit, uint64_t *reservation)
+{
+	if (*limit == UINT64_MAX)
+		*limit = atomic_load(&m->limit);
+	if (*reservation == UINT64_MAX)
+		*reservation = atomic_load(&m->reservation);
+	if (!m->reclaim || *reservation > *limit || *limit > m->gm->ram_size || *limit < MEM_PAGE)
+		return -EINVAL;
+	return 0;
+}
+
 int mem_set_limits(struct memmgr *m, uint64_t limit, uint64_t reservation)
 {
-	uint64_t l = limit == UINT64_MAX ? atomic_load(&m->limit) : limit;
-	uint64_t res = reservation == UINT64_MAX ? atomic_load(&m->reservation) : reservation;
+	uint64_t l = limit, res = reservation;
 
-	if (!m->reclaim || res > l || l > m->gm->ram_size || l < MEM_PAGE)
+	if (mem_check_limits(m, &l, &res) < 0)
 		return -EINVAL;
 	atomic_store(&m->limit, l);
 	atomic_store(&m->reservation, res);

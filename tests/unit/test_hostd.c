@@ -509,3 +509,52 @@ Test(hostd, bad_lines_answered_connection_kept)
 	cr_assert_eq(r.kind, HOSTD_REPLY_RETURN, "the connection still works");
 	peer_close(&p);
 }
+
+/* The idle tax changed live moves the targets; a VM's own connection may change its figures
+ * (x-kvmm-set-memory's way), answered in order among its TARGETs, admission-checked. */
+Test(hostd, live_tax_and_set_vm_on_a_vms_link)
+{
+	struct peer a, b;
+	struct hostd_vm_info ai = vm_info("a", 768, 0, 10), bi = vm_info("b", 768, 0, 10);
+	struct hostd_target ta, tb;
+	struct hostd_reply r;
+
+	start(1024, 10);
+	run_loop();
+	cr_assert_eq(do_register(&a, &ai).kind, HOSTD_REPLY_RETURN);
+	cr_assert_eq(do_register(&b, &bi).kind, HOSTD_REPLY_RETURN);
+	for (int i = 0; i < 6; i++) {
+		report(&a, 700, 700);
+		report(&b, 700, 0); /* idle */
+		sleep_ms(60);
+	}
+	ta = latest_target(&a);
+	tb = latest_target(&b);
+	cr_assert_gt(ta.target, tb.target + 64 * MIB, "tax 75%%: the idle VM has less (%llu vs %llu MiB)",
+		     (unsigned long long)(tb.target >> 20), (unsigned long long)(ta.target >> 20));
+	cr_assert_eq(control("{\"execute\":\"set-host\",\"arguments\":{\"tax\":0}}").kind,
+		     HOSTD_REPLY_RETURN);
+	for (int i = 0; i < 3; i++) {
+		report(&a, 700, 700);
+		report(&b, 700, 0);
+		sleep_ms(60);
+	}
+	ta = latest_target(&a);
+	tb = latest_target(&b);
+	cr_assert_leq(ta.target - tb.target, MIB, "no tax: equal shares, equal targets (%llu vs %llu MiB)",
+		      (unsigned long long)(tb.target >> 20), (unsigned long long)(ta.target >> 20));
+
+	peer_send(&a, hostd_fmt_set_vm("a", HOSTD_SET_RESERVATION, 600 * MIB, 0, 0, NULL));
+	r = next_answer(&a);
+	cr_assert_eq(r.kind, HOSTD_REPLY_RETURN);
+	peer_send(&b, hostd_fmt_set_vm("b", HOSTD_SET_RESERVATION, 600 * MIB, 0, 0, NULL));
+	r = next_answer(&b);
+	cr_assert_eq(r.kind, HOSTD_REPLY_ERROR, "600 + 600 MiB reserved do not fit in 1024");
+	cr_assert_str_eq(r.err_class, "AdmissionRefused");
+	ta = latest_target(&a);
+	cr_assert_eq(ta.reservation, 600 * MIB);
+	cr_assert_geq(ta.target, 600 * MIB);
+	cr_assert_eq(latest_target(&b).reservation, 0, "unchanged");
+	peer_close(&a);
+	peer_close(&b);
+}

@@ -302,3 +302,58 @@ Test(hostd_client, block_lifts_when_hostd_is_lost)
 	pthread_join(t, NULL);
 	cr_assert(!stats().blocking);
 }
+
+/* vm1 as hostd sees it. */
+static struct hostd_vm_view hostd_view_of_vm(void)
+{
+	char ans[8192], err[256];
+	struct hostd_view v;
+	struct hostd_vm_view x;
+
+	control("{\"execute\":\"query-vms\"}\n", ans, sizeof(ans));
+	cr_assert_eq(hostd_parse_view(ans, strcspn(ans, "\n"), &v, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(v.n, 1);
+	x = v.vms[0];
+	hostd_view_free(&v);
+	return x;
+}
+
+/* x-kvmm-set-memory's way to hostd: accepted, refused by admission control (nothing changes), and
+ * kept for the next registration while hostd is away. Called as QMP does, on the VM's loop thread:
+ * here the test's, with that loop not running. */
+Test(hostd_client, live_changes_go_through_hostd)
+{
+	char why[320];
+	struct hostd_vm_view x;
+	int r;
+
+	if (!setup_mem(0))
+		cr_skip_test("no usable userfaultfd here");
+	hostd_up(20 * MIB);
+	cr_assert_eq(hostd_client_start(&cl, vloop.lp, m, &cfg), 0);
+	r = hostd_client_set(cl, HOSTD_SET_RESERVATION | HOSTD_SET_SHARES, 4 * MIB, 0, 999, why,
+			     sizeof(why));
+	cr_assert_eq(r, 0, "%s", why);
+	x = hostd_view_of_vm();
+	cr_assert_eq(x.info.reservation, 4 * MIB);
+	cr_assert_eq(x.info.shares, 999);
+
+	/* 10 MiB + the VM's overhead (over 8 MiB) do not fit in 20 MiB. */
+	r = hostd_client_set(cl, HOSTD_SET_RESERVATION, 10 * MIB, 0, 0, why, sizeof(why));
+	cr_assert_eq(r, -EPERM);
+	cr_assert(strstr(why, "does not fit"), "%s", why);
+	cr_assert_eq(hostd_view_of_vm().info.reservation, 4 * MIB, "unchanged");
+
+	/* hostd gone: the change waits for the next registration. */
+	hostd_down();
+	r = hostd_client_set(cl, HOSTD_SET_LIMIT, 0, 16 * MIB, 0, why, sizeof(why));
+	cr_assert_eq(r, 0, "%s", why);
+	hostd_up(20 * MIB);
+	runner_go(&vloop);
+	for (int i = 0; i < 60 && registered() == 0; i++)
+		sleep_ms(100);
+	x = hostd_view_of_vm();
+	cr_assert_eq(x.info.limit, 16 * MIB, "registered again with the new limit");
+	cr_assert_eq(x.info.reservation, 4 * MIB);
+	cr_assert_eq(x.info.shares, 999);
+}
