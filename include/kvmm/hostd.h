@@ -168,7 +168,7 @@ int hostd_create(struct hostd **out, struct loop *loop, const struct hostd_opts 
 void hostd_destroy(struct hostd *h);
 /* One period now (tests): meminfo read, state, allocation, targets pushed. */
 void hostd_tick(struct hostd *h);
-/* `kvmm hostd [options]`; exit status. */
+/* `kvmm hostd [options]` (src/sched/hostd_main.c); exit status. */
 int hostd_main(int argc, char **argv);
 
 /* ---- the VM's link (src/sched/client.c, on the VM's loop thread) ---------------------------- */
