@@ -9,6 +9,8 @@
 #include <kvmm/loop.h>
 #include <kvmm/mem.h>
 
+#include "looprunner.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
@@ -16,8 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -25,67 +25,13 @@
 
 #define MIB (1ull << 20)
 
-struct runner {
-	struct loop *lp;
-	int stop_fd;
-	pthread_t thread;
-	bool running;
-};
-
-static struct runner hloop, vloop;
+static struct loop_runner hloop, vloop;
 static struct hostd *hd;
 static struct hostd_client *cl;
 static struct gmem gm;
 static struct memmgr *m;
 static struct vm_config cfg;
 static char dir[64], sock_path[128], meminfo[128];
-
-static void stop_cb(void *opaque, uint32_t events)
-{
-	struct runner *r = opaque;
-	uint64_t v;
-
-	cr_assert_eq(read(r->stop_fd, &v, sizeof(v)), (ssize_t)sizeof(v));
-	loop_stop(r->lp);
-}
-
-static void *loop_main(void *arg)
-{
-	loop_run(((struct runner *)arg)->lp);
-	return NULL;
-}
-
-static void runner_init(struct runner *r)
-{
-	cr_assert_eq(loop_create(&r->lp), 0);
-	r->stop_fd = eventfd(0, EFD_CLOEXEC);
-	cr_assert_eq(loop_add(r->lp, r->stop_fd, EPOLLIN, stop_cb, r), 0);
-}
-
-static void runner_go(struct runner *r)
-{
-	cr_assert_eq(pthread_create(&r->thread, NULL, loop_main, r), 0);
-	r->running = true;
-}
-
-static void runner_halt(struct runner *r)
-{
-	uint64_t one = 1;
-
-	if (!r->running)
-		return;
-	cr_assert_eq(write(r->stop_fd, &one, sizeof(one)), (ssize_t)sizeof(one));
-	pthread_join(r->thread, NULL);
-	r->running = false;
-}
-
-static void runner_free(struct runner *r)
-{
-	runner_halt(r);
-	loop_del(r->lp, r->stop_fd);
-	close(r->stop_fd);
-	loop_destroy(r->lp);
-}
 
 static void hostd_up(uint64_t capacity)
 {
@@ -98,12 +44,12 @@ static void hostd_up(uint64_t capacity)
 	o.minfree = 64ull << 30; /* far below minFree: every technique allowed */
 	o.period_ms = 50;
 	cr_assert_eq(hostd_create(&hd, hloop.lp, &o), 0);
-	runner_go(&hloop);
+	loop_runner_go(&hloop);
 }
 
 static void hostd_down(void)
 {
-	runner_halt(&hloop);
+	loop_runner_halt(&hloop);
 	hostd_destroy(hd);
 	hd = NULL;
 }
@@ -135,21 +81,21 @@ static bool setup_mem(uint64_t reservation)
 		m = NULL;
 		return false;
 	}
-	runner_init(&hloop);
-	runner_init(&vloop);
+	loop_runner_init(&hloop);
+	loop_runner_init(&vloop);
 	return true;
 }
 
 static void teardown(void)
 {
-	runner_halt(&vloop);
+	loop_runner_halt(&vloop);
 	hostd_client_destroy(cl);
 	cl = NULL;
 	if (hd)
 		hostd_down();
 	if (m) {
-		runner_free(&vloop);
-		runner_free(&hloop);
+		loop_runner_free(&vloop);
+		loop_runner_free(&hloop);
 	}
 	mem_destroy(m);
 	m = NULL;
@@ -225,7 +171,7 @@ Test(hostd_client, targets_reach_the_memory_manager)
 		cr_skip_test("no usable userfaultfd here");
 	hostd_up(20 * MIB);
 	cr_assert_eq(hostd_client_start(&cl, vloop.lp, m, &cfg), 0);
-	runner_go(&vloop);
+	loop_runner_go(&vloop);
 	WAIT_FOR(stats().target <= 20 * MIB, 2000);
 	cr_assert_leq(stats().target, 20 * MIB, "hostd's target (capacity 20 MiB) is followed: %llu MiB",
 		      (unsigned long long)(stats().target >> 20));
@@ -288,7 +234,7 @@ Test(hostd_client, block_lifts_when_hostd_is_lost)
 		gm.map[i] = 1;
 	hostd_up(20 * MIB); /* MemAvailable far below minFree: the low state */
 	cr_assert_eq(hostd_client_start(&cl, vloop.lp, m, &cfg), 0);
-	runner_go(&vloop);
+	loop_runner_go(&vloop);
 	WAIT_FOR(stats().blocking, 3000);
 	cr_assert(stats().blocking, "over its target in the low state");
 	atomic_store(&touched, false);
@@ -349,7 +295,7 @@ Test(hostd_client, live_changes_go_through_hostd)
 	r = hostd_client_set(cl, HOSTD_SET_LIMIT, 0, 16 * MIB, 0, why, sizeof(why));
 	cr_assert_eq(r, 0, "%s", why);
 	hostd_up(20 * MIB);
-	runner_go(&vloop);
+	loop_runner_go(&vloop);
 	for (int i = 0; i < 60 && registered() == 0; i++)
 		sleep_ms(100);
 	x = hostd_view_of_vm();
