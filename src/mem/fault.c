@@ -214,9 +214,11 @@ static void hold(struct memmgr *m, struct holding *h, const struct uffd_msg *msg
 	for (size_t k = 0; k < h->n; k++)
 		if (h->f[k].msg.arg.pagefault.address == msg->arg.pagefault.address)
 			return;
+	/* Debug only: under a lasting block this comes and goes with every reclaimer tick;
+	 * mem_set_host_target logs the block itself, the stats count the waits. */
 	if (!h->n)
-		log_info("memory: hostd blocks allocation and this VM holds its target: guest faults "
-			 "that allocate wait");
+		log_debug("memory: hostd blocks allocation and this VM holds its target: guest faults "
+			  "that allocate wait");
 	h->f[h->n++] = (struct held){ .msg = *msg, .since_ns = now_ns() };
 	atomic_fetch_add(&m->blocked_faults, 1);
 	atomic_store(&m->blocked_now, h->n);
@@ -265,8 +267,8 @@ static void release(struct memmgr *m, struct holding *h)
 		most = waited > most ? waited : most;
 		serve(m, &h->f[k].msg, NULL);
 	}
-	log_info("memory: %zu guest fault%s held by hostd's block go on (the longest waited %llu ms)",
-		 h->n, h->n == 1 ? "" : "s", (unsigned long long)(most / 1000000));
+	log_debug("memory: %zu guest fault%s held by hostd's block go on (the longest waited %llu ms)",
+		  h->n, h->n == 1 ? "" : "s", (unsigned long long)(most / 1000000));
 	h->n = 0;
 	atomic_store(&m->blocked_now, 0);
 }
