@@ -11,7 +11,8 @@
  *             then a TARGET event; or error class "AdmissionRefused" / "GenericError"
  *   report    {consumed, active, shared, ballooned, compressed, swapped}     (no answer)
  *   query-vms {}                                   -> {"host": {...}, "vms": [{...}, ...]}
- *   set-vm    {name, reservation?, limit?, shares?} -> {}   (a higher reservation is admission-checked)
+ *   set-vm    {name, reservation?, limit?, shares?} -> {}   (a higher reservation is admission-checked;
+ *             a VM sends it on its own connection for x-kvmm-set-memory)
  *   set-host  {tax}                                -> {}
  *   TARGET    {target, techniques: ["share", "balloon", "compress", "swap", "block"], state,
  *              reservation, limit}
