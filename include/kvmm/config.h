@@ -81,4 +81,9 @@ int config_validate(const struct vm_config *cfg);
 
 void config_usage(FILE *out);
 
+/* --mem-shares and QMP's x-kvmm-set-memory shares: "low", "normal", "high" set *per_mib (5 / 10 /
+ * 20 shares per MiB of memory, ESXi's presets) and *shares 0; a number from 1 to UINT32_MAX sets
+ * *shares and *per_mib 0. -EINVAL otherwise. */
+int config_parse_shares(const char *value, unsigned *per_mib, uint64_t *shares);
+
 #endif

@@ -11,7 +11,8 @@
  *             then a TARGET event; or error class "AdmissionRefused" / "GenericError"
  *   report    {consumed, active, shared, ballooned, compressed, swapped}     (no answer)
  *   query-vms {}                                   -> {"host": {...}, "vms": [{...}, ...]}
- *   set-vm    {name, reservation?, limit?, shares?} -> {}   (a higher reservation is admission-checked)
+ *   set-vm    {name, reservation?, limit?, shares?} -> {}   (a higher reservation is admission-checked;
+ *             a VM sends it on its own connection for x-kvmm-set-memory)
  *   set-host  {tax}                                -> {}
  *   TARGET    {target, techniques: ["share", "balloon", "compress", "swap", "block"], state,
  *              reservation, limit}
@@ -168,7 +169,7 @@ int hostd_create(struct hostd **out, struct loop *loop, const struct hostd_opts 
 void hostd_destroy(struct hostd *h);
 /* One period now (tests): meminfo read, state, allocation, targets pushed. */
 void hostd_tick(struct hostd *h);
-/* `kvmm hostd [options]`; exit status. */
+/* `kvmm hostd [options]` (src/sched/hostd_main.c); exit status. */
 int hostd_main(int argc, char **argv);
 
 /* ---- the VM's link (src/sched/client.c, on the VM's loop thread) ---------------------------- */
@@ -183,6 +184,14 @@ struct hostd_client;
 int hostd_client_start(struct hostd_client **out, struct loop *loop, struct memmgr *m,
 		       const struct vm_config *cfg);
 void hostd_client_destroy(struct hostd_client *c);
+/* A live change of the VM's reservation, limit or shares (HOSTD_SET_* in `set`; the others are
+ * ignored), made on its QMP socket before the memory manager applies it. Registered: sent as
+ * set-vm and awaited up to 2 s on the loop thread, so that hostd checks a higher reservation as it
+ * did at start; 0 when hostd took it (its TARGETs carry it from then on), -EPERM when it refused,
+ * -ETIMEDOUT or another -errno; why says it. Not connected: 0 and the change goes with the next registration
+ * (admission-checked then). -EAGAIN while a registration is under way. */
+int hostd_client_set(struct hostd_client *c, unsigned set, uint64_t reservation, uint64_t limit,
+		     uint64_t shares, char *why, size_t len);
 
 /* `kvmm top --hostd SOCKET [--once]`; exit status. */
 int top_main(int argc, char **argv);

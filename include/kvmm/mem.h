@@ -68,6 +68,11 @@ struct mem_stats {
 	uint64_t balloon_asked;  /* what the reclaimer asked the balloon to hold, bytes */
 	uint64_t swap_errors, swap_corrupt;
 	bool swap_usable;
+	/* hostd's block (its low state): guest faults that would allocate wait (fault.c). */
+	uint64_t blocked_faults;   /* faults held, since start */
+	uint64_t blocked_ns;       /* time they waited, summed (counted when each goes on) */
+	uint64_t blocked_now;      /* faults held now */
+	bool blocking;             /* hostd blocks allocation and this VM holds its target */
 };
 
 enum mem_capture_mode { MEM_CAPTURE_NONE, MEM_CAPTURE_MOVE, MEM_CAPTURE_WP };
@@ -122,12 +127,23 @@ int64_t mem_page_out(struct memmgr *m, uint64_t gpa, uint64_t len, enum mem_out 
  * limit, limit > memory, or reclaim is off (no userfaultfd: --mem-share off/ksm without
  * --mem-limit at start). */
 int mem_set_limits(struct memmgr *m, uint64_t limit, uint64_t reservation);
+/* mem_set_limits' checks without the change: UINT64_MAX in *limit or *reservation becomes the
+ * value in force. */
+int mem_check_limits(struct memmgr *m, uint64_t *limit, uint64_t *reservation);
 
 /* hostd's word (kvmm/hostd.h): the effective target becomes max(min(limit, target), reservation),
  * and `techniques` (POLICY_TECH_* of kvmm/policy.h) says which reclaim steps may run: the balloon,
  * compression, swap. With neither compression nor swap allowed the reclaimer takes no pages (zero
  * pages are still dropped by the sharing scanner in the zero and tps modes). UINT64_MAX and all
- * techniques (the state at start) mean no hostd. -EINVAL when reclaim is off. */
+ * techniques (the state at start) mean no hostd. -EINVAL when reclaim is off.
+ *
+ * POLICY_TECH_BLOCK (hostd's low state) blocks allocation while the VM holds at least its target
+ * (ESXi blocks the VMs above their target): guest faults that would take a new host page (first
+ * writes, fault-ins of compressed or swapped pages; any zero fill on memfd) wait, without the
+ * manager's lock, until BLOCK is withdrawn, the reclaimer brings the VM under its target, or the
+ * VM stops. Not held: the faults of the thread that called mem_set_hooks (the loop: devices, and
+ * hostd's link), and what the kernel allocates without asking kvmm: copy-on-write of a page that
+ * was mapped to the zero page or to a pool page before the block. */
 int mem_set_host_target(struct memmgr *m, uint64_t target, unsigned techniques);
 
 /* What the memory manager needs from the VM around it; any member may be NULL. Called from the
@@ -146,7 +162,7 @@ struct mem_hooks {
 	int64_t (*balloon_held)(void *opaque);
 };
 
-/* Before the vCPUs run (the loop thread). */
+/* Before the vCPUs run, on the loop thread (whose faults hostd's block never holds). */
 void mem_set_hooks(struct memmgr *m, const struct mem_hooks *h);
 /* Lets the manager age pages with KVM's dirty log on the VM's memslots (gmem_register's). */
 int mem_attach_vm(struct memmgr *m, int vm_fd);

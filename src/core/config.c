@@ -223,23 +223,34 @@ static int set_limit(struct config_ctx *ctx, const char *value)
 	return get_page_size(ctx, value, &ctx->cfg->mem_limit);
 }
 
-static int set_shares(struct config_ctx *ctx, const char *value)
+int config_parse_shares(const char *value, unsigned *per_mib, uint64_t *shares)
 {
 	static const char *const presets[] = { "low", "normal", "high", NULL };
-	static const unsigned per_mib[] = { CONFIG_SHARES_LOW, CONFIG_SHARES_NORMAL, CONFIG_SHARES_HIGH };
+	static const unsigned preset_per_mib[] = { CONFIG_SHARES_LOW, CONFIG_SHARES_NORMAL,
+						   CONFIG_SHARES_HIGH };
 	int preset = parse_choice(value, presets);
-	uint64_t n;
 
+	*per_mib = 0;
+	*shares = 0;
 	if (preset >= 0) {
-		/* Resolved once every option is read: -m may come after --mem-shares. */
-		ctx->shares_per_mib = per_mib[preset];
+		*per_mib = preset_per_mib[preset];
 		return 0;
 	}
-	if (parse_uint(value, UINT32_MAX, &n) < 0 || n == 0)
+	if (parse_uint(value, UINT32_MAX, shares) < 0 || *shares == 0)
+		return -EINVAL;
+	return 0;
+}
+
+static int set_shares(struct config_ctx *ctx, const char *value)
+{
+	uint64_t n;
+
+	/* A preset is resolved once every option is read: -m may come after --mem-shares. */
+	if (config_parse_shares(value, &ctx->shares_per_mib, &n) < 0)
 		return config_fail(ctx, -EINVAL, "'%s' is not valid: use low, normal, high or a number "
 				   "from 1 to %u", value, UINT32_MAX);
-	ctx->shares_per_mib = 0;
-	ctx->cfg->mem_shares = n;
+	if (n)
+		ctx->cfg->mem_shares = n;
 	return 0;
 }
 

@@ -101,7 +101,9 @@ static int choose_capture(struct memmgr *m)
 /* userfaultfd on guest RAM and the staging pages, for the zero and tps modes. */
 static int setup_uffd(struct memmgr *m)
 {
-	uint64_t want = m->capture == MEM_CAPTURE_MOVE ? UFFD_FEATURE_MOVE : UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+	/* The faulting thread's id lets fault.c tell the loop thread's faults from the guest's. */
+	uint64_t want = (m->capture == MEM_CAPTURE_MOVE ? UFFD_FEATURE_MOVE : UFFD_FEATURE_PAGEFAULT_FLAG_WP) |
+			UFFD_FEATURE_THREAD_ID;
 	const char *via;
 	uint64_t got;
 	int r;
@@ -158,7 +160,7 @@ int mem_create(struct memmgr **out, struct gmem *gm, const struct vm_config *cfg
 	m->cfg = cfg;
 	m->mode = cfg->mem_share;
 	m->pages = gm->map_size / MEM_PAGE;
-	m->uffd = m->pagemap_fd = m->stop_fd = m->fault_stop_fd = m->stats_fd = m->vm_fd = -1;
+	m->uffd = m->pagemap_fd = m->stop_fd = m->fault_stop_fd = m->block_fd = m->stats_fd = m->vm_fd = -1;
 	atomic_store(&m->limit, cfg->mem_limit ? cfg->mem_limit : gm->ram_size);
 	atomic_store(&m->reservation, cfg->mem_reservation);
 	atomic_store(&m->host_target, UINT64_MAX);
@@ -189,7 +191,8 @@ int mem_create(struct memmgr **out, struct gmem *gm, const struct vm_config *cfg
 	m->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	m->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	m->fault_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (m->pagemap_fd < 0 || m->stop_fd < 0 || m->fault_stop_fd < 0)
+	m->block_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->pagemap_fd < 0 || m->stop_fd < 0 || m->fault_stop_fd < 0 || m->block_fd < 0)
 		return -errno;
 
 	switch (m->mode) {
@@ -245,6 +248,7 @@ void mem_stop(struct memmgr *m)
 		return;
 	if (m->stop_fd >= 0)
 		eventfd_write(m->stop_fd, 1);
+	mem_block_changed(m); /* faults held for hostd go on: the VM is stopping */
 	if (m->share_started)
 		pthread_join(m->share_thread, NULL);
 	if (m->reclaim_started)
@@ -276,6 +280,8 @@ void mem_destroy(struct memmgr *m)
 		close(m->stop_fd);
 	if (m->fault_stop_fd >= 0)
 		close(m->fault_stop_fd);
+	if (m->block_fd >= 0)
+		close(m->block_fd);
 	reclaim_free(m);
 	pool_destroy(&m->pool);
 	htab_free(&m->ht);

@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 #define MEM_PAGE 4096u
 #define MEM_CHUNK 512u /* pages the scanner handles per lock hold: 2 MiB */
@@ -116,6 +117,11 @@ struct memmgr {
 	_Atomic uint64_t limit, reservation, balloon_asked;
 	_Atomic uint64_t host_target;   /* hostd's target, UINT64_MAX without hostd */
 	_Atomic unsigned host_tech;     /* POLICY_TECH_* hostd allows */
+	/* hostd's block (POLICY_TECH_BLOCK, its low state): fault.c holds allocating faults. */
+	_Atomic bool over_target;       /* the reclaimer's last measure: consumed >= target */
+	int block_fd;                   /* eventfd: the block may have lifted (fault handler polls it) */
+	pid_t loop_tid;                 /* mem_set_hooks' thread: its faults are never held */
+	_Atomic uint64_t blocked_faults, blocked_ns, blocked_now;
 	_Atomic uint64_t compress_out, compress_in, swap_out, swap_in, reclaim_refaults;
 	_Atomic uint64_t swap_errors, swap_corrupt, active_pages;
 
@@ -217,6 +223,11 @@ uint64_t reclaim_consumed_extra(struct memmgr *m);
 
 /* reclaimer.c: what consumed is held to (bytes). */
 uint64_t mem_target(struct memmgr *m);
+/* Whether faults that allocate must wait now: hostd blocks allocation, the VM holds at least its
+ * target, and neither the manager nor the VM is stopping. */
+bool mem_blocked(struct memmgr *m);
+/* Tells the fault handler to look again at what it holds. */
+void mem_block_changed(struct memmgr *m);
 
 /* stats.c: guest pages backed by their own host page (pagemap), or -errno. */
 int64_t stats_count_private(struct memmgr *m);

@@ -86,6 +86,20 @@ enum fault_action pstate_fault_action(enum pstate s)
 	}
 }
 
+bool pstate_fault_allocates(enum fault_action a, bool write, bool zero_page)
+{
+	switch (a) {
+	case FA_ZERO_WINDOW:
+	case FA_ZERO:
+		return write || !zero_page;
+	case FA_DECOMPRESS:
+	case FA_SWAP_IN:
+		return true;
+	default:
+		return false;
+	}
+}
+
 const char *pstate_name(enum pstate s)
 {
 	static const char *const names[PS_NR] = { "present", "zero", "shared", "ballooned",

@@ -61,6 +61,11 @@ bool pstate_allowed(enum pstate from, enum pstate to);
 int pstate_set(struct pstate_table *t, size_t i, enum pstate to, uint32_t slot, bool file_vma);
 
 enum fault_action pstate_fault_action(enum pstate s);
+/* Whether serving a missing fault the way `a` says takes a new host page: a write to a page that
+ * reads as zero (now, or by the kernel's copy-on-write of the zero page just after), any fault-in
+ * of compressed or swapped data, and every zero fill where the memory has no shared zero page
+ * (memfd: UFFDIO_ZEROPAGE allocates). A read mapped to the zero page costs nothing. */
+bool pstate_fault_allocates(enum fault_action a, bool write, bool zero_page);
 const char *pstate_name(enum pstate s);
 
 #endif

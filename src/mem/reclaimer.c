@@ -37,8 +37,10 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TICK_MS 250
 #define AGE_PERIOD_MS 2000
@@ -84,6 +86,25 @@ uint64_t mem_target(struct memmgr *m)
 	if (host < limit)
 		limit = host;
 	return limit > res ? limit : res;
+}
+
+bool mem_blocked(struct memmgr *m)
+{
+	return (atomic_load(&m->host_tech) & POLICY_TECH_BLOCK) && atomic_load(&m->over_target) &&
+	       !atomic_load(&m->stopping) && !(m->hooks.stopping && m->hooks.stopping(m->hooks.opaque));
+}
+
+void mem_block_changed(struct memmgr *m)
+{
+	if (m->block_fd >= 0)
+		eventfd_write(m->block_fd, 1);
+}
+
+/* ESXi's low state blocks the VMs above their target; a VM back under it runs again at once. */
+static void set_over_target(struct memmgr *m, bool over)
+{
+	if (atomic_exchange(&m->over_target, over) && !over)
+		mem_block_changed(m);
 }
 
 static int dirty_log(struct memmgr *m, bool on)
@@ -336,9 +357,12 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 		age(m, rc);
 		rc->next_age_ms = rc->now_ms + AGE_PERIOD_MS;
 	}
-	if (target >= m->pages && !atomic_load(&m->balloon_asked))
+	if (target >= m->pages && !atomic_load(&m->balloon_asked)) {
+		set_over_target(m, false);
 		return;
+	}
 	consumed = consumed_pages(m);
+	set_over_target(m, consumed >= target);
 	slack = target / 100 > 256 ? target / 100 : 256; /* 1%, at least 1 MiB */
 	if (consumed <= target) {
 		if (consumed + 8 * slack < target)
@@ -415,12 +439,22 @@ int reclaim_start(struct memmgr *m)
 	return 0;
 }
 
+int mem_check_limits(struct memmgr *m, uint64_t *limit, uint64_t *reservation)
+{
+	if (*limit == UINT64_MAX)
+		*limit = atomic_load(&m->limit);
+	if (*reservation == UINT64_MAX)
+		*reservation = atomic_load(&m->reservation);
+	if (!m->reclaim || *reservation > *limit || *limit > m->gm->ram_size || *limit < MEM_PAGE)
+		return -EINVAL;
+	return 0;
+}
+
 int mem_set_limits(struct memmgr *m, uint64_t limit, uint64_t reservation)
 {
-	uint64_t l = limit == UINT64_MAX ? atomic_load(&m->limit) : limit;
-	uint64_t res = reservation == UINT64_MAX ? atomic_load(&m->reservation) : reservation;
+	uint64_t l = limit, res = reservation;
 
-	if (!m->reclaim || res > l || l > m->gm->ram_size || l < MEM_PAGE)
+	if (mem_check_limits(m, &l, &res) < 0)
 		return -EINVAL;
 	atomic_store(&m->limit, l);
 	atomic_store(&m->reservation, res);
@@ -431,18 +465,24 @@ int mem_set_limits(struct memmgr *m, uint64_t limit, uint64_t reservation)
 
 int mem_set_host_target(struct memmgr *m, uint64_t target, unsigned techniques)
 {
+	unsigned old_tech;
 	uint64_t old;
 
 	if (!m->reclaim)
 		return -EINVAL;
 	old = atomic_exchange(&m->host_target, target);
-	atomic_store(&m->host_tech, techniques);
+	old_tech = atomic_exchange(&m->host_tech, techniques);
 	if (old != target)
 		log_debug("memory: hostd target %llu MiB", (unsigned long long)(target >> 20));
+	if ((old_tech ^ techniques) & POLICY_TECH_BLOCK) {
+		log_info("memory: hostd %s allocation", techniques & POLICY_TECH_BLOCK ? "blocks" : "allows");
+		mem_block_changed(m);
+	}
 	return 0;
 }
 
 void mem_set_hooks(struct memmgr *m, const struct mem_hooks *h)
 {
 	m->hooks = *h;
+	m->loop_tid = gettid();
 }

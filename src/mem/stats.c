@@ -90,6 +90,10 @@ int mem_get_stats(struct memmgr *m, struct mem_stats *st)
 	st->share_cpu_ns = share_thread_cpu_ns(m);
 	st->captures = atomic_load(&m->captures);
 	st->captures_aborted = atomic_load(&m->captures_aborted);
+	st->blocked_faults = atomic_load(&m->blocked_faults);
+	st->blocked_ns = atomic_load(&m->blocked_ns);
+	st->blocked_now = atomic_load(&m->blocked_now);
+	st->blocking = mem_blocked(m);
 	return 0;
 }
 

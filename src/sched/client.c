@@ -2,8 +2,8 @@
  * start waits for hostd's answer (admission control decides whether the VM runs at all); from then
  * on nothing waits: every period a report is sent if the socket takes it now (otherwise that
  * report is skipped), and TARGET events are handed to the memory manager as they arrive. When
- * hostd goes away the VM keeps its last target and its own limit, and tries to connect and
- * register again every RETRY_MS. */
+ * hostd goes away the VM keeps its last target and its own limit (but not a block on allocation:
+ * only hostd could lift it), and tries to connect and register again every RETRY_MS. */
 #include <kvmm/config.h>
 #include <kvmm/hostd.h>
 #include <kvmm/log.h>
@@ -24,6 +24,7 @@
 
 #define RETRY_MS 3000
 #define REGISTER_WAIT_MS 5000
+#define SET_WAIT_MS 2000 /* a live change waits this long for hostd (on the VM's loop thread) */
 
 enum link_state { LINK_DOWN, LINK_REGISTERING, LINK_UP };
 
@@ -40,6 +41,10 @@ struct hostd_client {
 	uint64_t next_retry_ms;
 	uint64_t registering_since_ms;
 	struct hostd_vm_info info;
+	struct hostd_target last;   /* the last TARGET applied (techniques 0: none yet) */
+	struct hostd_vm_info asked; /* a set-vm awaiting hostd's answer (hostd_client_set) */
+	enum { SET_NONE, SET_WAITING, SET_ACCEPTED, SET_REFUSED } set;
+	char set_error[256];
 	bool refused;
 	char refusal[256];
 	bool logged_down;
@@ -92,6 +97,12 @@ static void link_down(struct hostd_client *c, const char *why)
 {
 	struct mem_stats st;
 
+	/* Only a hostd that is there can lift its block: without it the VM runs on its last target. */
+	if (c->last.techniques & POLICY_TECH_BLOCK) {
+		c->last.techniques &= ~(unsigned)POLICY_TECH_BLOCK;
+		mem_set_host_target(c->m, c->last.target, c->last.techniques);
+	}
+
 	if (c->fd >= 0) {
 		loop_del(c->loop, c->fd);
 		close(c->fd);
@@ -108,6 +119,23 @@ static void link_down(struct hostd_client *c, const char *why)
 	c->next_retry_ms = now_ms() + RETRY_MS;
 }
 
+/* Sends what is left of an earlier line; false when the link failed. */
+static bool flush_pending(struct hostd_client *c)
+{
+	ssize_t n;
+
+	if (!c->pending_len)
+		return true;
+	n = send(c->fd, c->pending, c->pending_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		return false;
+	if (n > 0) {
+		memmove(c->pending, c->pending + n, c->pending_len - (size_t)n);
+		c->pending_len -= (size_t)n;
+	}
+	return true;
+}
+
 /* Sends a whole line now or keeps its rest for later; false when the link failed. A line that
  * finds an earlier one still pending is dropped (a report; the next one follows). */
 static bool send_line(struct hostd_client *c, char *line, size_t len)
@@ -116,21 +144,11 @@ static bool send_line(struct hostd_client *c, char *line, size_t len)
 
 	if (!line)
 		return true;
-	if (c->pending_len) {
-		ssize_t n = send(c->fd, c->pending, c->pending_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (!flush_pending(c) || c->pending_len) {
+		bool ok = c->pending_len > 0;
 
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-			free(line);
-			return false;
-		}
-		if (n > 0) {
-			memmove(c->pending, c->pending + n, c->pending_len - (size_t)n);
-			c->pending_len -= (size_t)n;
-		}
-		if (c->pending_len) {
-			free(line);
-			return true;
-		}
+		free(line);
+		return ok;
 	}
 	while (done < len) {
 		ssize_t n = send(c->fd, line + done, len - done, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -168,6 +186,7 @@ static void apply_target(struct hostd_client *c, const struct hostd_target *t)
 		c->info.reservation = t->reservation;
 	}
 	mem_set_host_target(c->m, t->target, t->techniques);
+	c->last = *t;
 }
 
 static bool send_report(struct hostd_client *c);
@@ -180,6 +199,16 @@ static void on_line(void *opaque, const char *line, size_t len)
 
 	if (!line || hostd_parse_reply(line, len, &r, err, sizeof(err)) < 0) {
 		log_error("hostd: ignoring a bad line: %s", line ? err : "too long");
+		return;
+	}
+	/* On a registered link, hostd answers only the set-vm hostd_client_set awaits. Its limit and
+	 * reservation are the VM's from the RETURN on: the TARGETs after it carry them. */
+	if (c->st == LINK_UP && c->set == SET_WAITING && r.kind != HOSTD_REPLY_TARGET) {
+		if (r.kind == HOSTD_REPLY_RETURN)
+			c->info = c->asked;
+		else
+			snprintf(c->set_error, sizeof(c->set_error), "%s", r.err_desc);
+		c->set = r.kind == HOSTD_REPLY_RETURN ? SET_ACCEPTED : SET_REFUSED;
 		return;
 	}
 	switch (r.kind) {
@@ -337,25 +366,38 @@ static int start_timer(struct hostd_client *c)
 	return loop_add(c->loop, c->tfd, EPOLLIN, on_timer, c);
 }
 
-/* Registration at start: the answer is awaited here, before the vCPUs run. */
-static int register_now(struct hostd_client *c)
+/* Reads (and sends what is pending) until done(c) or wait_ms pass. 0, -ETIMEDOUT, or -errno
+ * when the link failed. */
+static int await(struct hostd_client *c, bool (*done)(struct hostd_client *c), unsigned wait_ms)
 {
-	uint64_t end = now_ms() + REGISTER_WAIT_MS;
-	int r = link_up(c);
+	uint64_t end = now_ms() + wait_ms;
 
-	if (r < 0)
-		return r;
-	while (c->st == LINK_REGISTERING && !c->refused) {
-		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	while (!done(c)) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN | (c->pending_len ? POLLOUT : 0) };
 		uint64_t now = now_ms();
 
 		if (now >= end)
 			return -ETIMEDOUT;
 		if (poll(&p, 1, (int)(end - now)) < 0 && errno != EINTR)
 			return -errno;
-		if (!read_some(c) && !c->refused)
+		if (!flush_pending(c) || (!read_some(c) && !done(c)))
 			return -ECONNRESET;
 	}
+	return 0;
+}
+
+static bool registered_or_refused(struct hostd_client *c)
+{
+	return c->st != LINK_REGISTERING || c->refused;
+}
+
+/* Registration at start: the answer is awaited here, before the vCPUs run. */
+static int register_now(struct hostd_client *c)
+{
+	int r = link_up(c);
+
+	if (r < 0 || (r = await(c, registered_or_refused, REGISTER_WAIT_MS)) < 0)
+		return r;
 	if (c->refused) {
 		log_error("hostd %s refused this VM: %s", c->path, c->refusal);
 		return -EPERM;
@@ -399,6 +441,58 @@ int hostd_client_start(struct hostd_client **out, struct loop *loop, struct memm
 	return 0;
 fail:
 	hostd_client_destroy(c);
+	return r;
+}
+
+static bool set_answered(struct hostd_client *c)
+{
+	return c->set != SET_WAITING;
+}
+
+int hostd_client_set(struct hostd_client *c, unsigned set, uint64_t reservation, uint64_t limit,
+		     uint64_t shares, char *why, size_t len)
+{
+	struct hostd_vm_info want = c->info;
+	size_t n;
+	char *line;
+	int r;
+
+	if (set & HOSTD_SET_RESERVATION)
+		want.reservation = reservation;
+	if (set & HOSTD_SET_LIMIT)
+		want.limit = limit;
+	if (set & HOSTD_SET_SHARES)
+		want.shares = shares;
+	if (c->st == LINK_REGISTERING) {
+		snprintf(why, len, "the VM is registering with hostd %s: try again", c->path);
+		return -EAGAIN;
+	}
+	if (c->st == LINK_DOWN) {
+		c->info = want; /* registration will carry it, admission-checked */
+		return 0;
+	}
+	line = hostd_fmt_set_vm(c->info.name, set, reservation, limit, shares, &n);
+	if (!line) {
+		snprintf(why, len, "out of memory");
+		return -ENOMEM;
+	}
+	c->asked = want;
+	c->set = SET_WAITING;
+	r = send_line(c, line, n) ? await(c, set_answered, SET_WAIT_MS) : -ECONNRESET;
+	if (r == -ECONNRESET) {
+		/* hostd is gone: the change is the VM's, and goes with the next registration. */
+		link_down(c, "connection closed");
+		c->info = want;
+		r = 0;
+	} else if (r == -ETIMEDOUT) {
+		snprintf(why, len, "hostd %s did not answer within %d s", c->path, SET_WAIT_MS / 1000);
+	} else if (r < 0) {
+		snprintf(why, len, "hostd %s: %s", c->path, strerror(-r));
+	} else if (c->set == SET_REFUSED) {
+		snprintf(why, len, "hostd refuses: %s", c->set_error);
+		r = -EPERM;
+	}
+	c->set = SET_NONE;
 	return r;
 }
 

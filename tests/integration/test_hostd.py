@@ -6,15 +6,18 @@ hostd whose --capacity (400 MiB) is smaller than their sum, and a --minfree so l
 state is low (every technique allowed). Checked: the targets stay within the capacity and between
 reservation and limit; the idle VM's target is below the busy low-shares VM's (idle memory tax)
 and its consumed memory follows the target; a fourth VM whose reservation does not fit is refused
-at start (exit 1, the reason printed); a raised reservation is admission-checked live; kvmm top
-prints the table; killing hostd leaves the VMs running, and a new hostd gets all three back."""
+at start (exit 1, the reason printed); a raised reservation is admission-checked live, on hostd's
+socket and on a VM's QMP socket (x-kvmm-set-memory: refused, nothing changes; accepted, hostd has
+it, shares too); in the low state VMs over their target hold allocating faults (blocked-faults);
+kvmm top prints the table; killing hostd leaves the VMs running, and a new hostd gets all three
+back."""
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
-from kvmmtest import KVMM, TEST_GUEST, Vm, check, finish
+from kvmmtest import KVMM, TEST_GUEST, Qmp, Vm, check, finish
 from reclaim_common import MIB, tmp
 
 SOCK = os.path.join(tmp, "hostd.sock")
@@ -52,6 +55,7 @@ def request(req):
 
 
 vms = {}
+qmps = {}
 
 
 def drain():
@@ -89,9 +93,17 @@ def cleanup():
 
 def boot(name, shares, append, extra=()):
     swap = os.path.join(tmp, f"{name}.swap")
-    return Vm(["-m", "256M", "--name", name, "--mem-shares", shares, "--mem-reservation", "32M",
-               "--hostd", SOCK, "--mem-swap", f"{swap},size=256M", "--kernel", TEST_GUEST,
-               "--append", append] + list(extra), timeout=800)
+    qmp = os.path.join(tmp, f"qmp-{name}.sock")
+    vm = Vm(["-m", "256M", "--name", name, "--mem-shares", shares, "--mem-reservation", "32M",
+             "--hostd", SOCK, "--mem-swap", f"{swap},size=256M", "--qmp", f"unix:{qmp}",
+             "--kernel", TEST_GUEST, "--append", append] + list(extra), timeout=800)
+    qmps[name] = Qmp(qmp)
+    return vm
+
+
+def memory(name):
+    vms[name].drain()
+    return qmps[name].cmd("x-kvmm-query-memory")["return"]
 
 
 hostd = start_hostd()
@@ -140,6 +152,8 @@ request({"execute": "set-host", "arguments": {"tax": 75}})
 check(n["idle"]["consumed"] <= n["idle"]["target"] * 1.05,
       f"the idle VM's consumed ({n['idle']['consumed'] // MIB} MiB) follows its target "
       f"({n['idle']['target'] // MIB} MiB)")
+blocked = {name: memory(name)["blocked-faults"] for name in vms}
+check(sum(blocked.values()) > 0, f"low state: guest faults over the target were held ({blocked})")
 check(n["idle"]["compressed"] + n["idle"]["swapped"] > 0,
       f"the idle VM's pages were compressed ({n['idle']['compressed'] // MIB} MiB) or swapped "
       f"({n['idle']['swapped'] // MIB} MiB)")
@@ -163,6 +177,11 @@ r = request({"execute": "set-vm", "arguments": {"name": "high", "reservation": 2
 check("return" in r, f"raising a reservation that fits is accepted ({r})")
 r = request({"execute": "set-vm", "arguments": {"name": "idle", "reservation": 200 * MIB}})
 check(r.get("error", {}).get("class") == "AdmissionRefused", f"raising one past the capacity is refused ({r})")
+# The same on the VM's QMP socket: x-kvmm-set-memory asks hostd first.
+r = qmps["idle"].cmd("x-kvmm-set-memory", {"reservation": 200 * MIB})
+check("does not fit" in r.get("error", {}).get("desc", ""), f"QMP: a reservation past the capacity is refused ({r})")
+check(memory("idle")["reservation"] == 32 * MIB and by_name(view())["idle"]["reservation"] == 32 * MIB,
+      "QMP: and nothing changed, in the VM or in hostd")
 r = request({"execute": "set-vm", "arguments": {"name": "high", "reservation": 32 * MIB}})
 check("return" in r, "lowering it again")
 r = request({"execute": "set-vm", "arguments": {"name": "idle", "shares": 100000}})
@@ -173,6 +192,17 @@ v = view()
 check(v["host"]["tax"] == 0 and by_name(v)["idle"]["shares"] == 100000, "query-vms shows the changes")
 r = request({"execute": "set-vm", "arguments": {"name": "idle", "shares": "many"}})
 check("error" in r, "a bad set-vm is refused")
+
+# Accepted on the VM's QMP socket: hostd has the change too.
+r = qmps["idle"].cmd("x-kvmm-set-memory", {"reservation": 48 * MIB, "limit": 200 * MIB, "shares": "high"})
+check("return" in r, f"QMP: a reservation that fits, a limit and shares ({r})")
+x = by_name(view())["idle"]
+check(memory("idle")["reservation"] == 48 * MIB and x["reservation"] == 48 * MIB and
+      x["limit"] == 200 * MIB and x["shares"] == 20 * 256,
+      f"QMP: the VM and hostd have them (hostd: reservation {x['reservation'] // MIB} MiB, "
+      f"limit {x['limit'] // MIB} MiB, {x['shares']} shares)")
+r = qmps["idle"].cmd("x-kvmm-set-memory", {"shares": "many"})
+check("error" in r, f"QMP: bad shares are refused ({r})")
 
 # hostd dies: the VMs keep running; a new hostd gets them back.
 hostd.send_signal(signal.SIGKILL)

@@ -326,6 +326,22 @@ Test(config, shares, .timeout = 10)
 		FAILS("--mem-shares: ", "--kernel", kernel, "--mem-shares", bad[i]);
 }
 
+/* The parser QMP's x-kvmm-set-memory shares uses too. */
+Test(config, parse_shares, .timeout = 10)
+{
+	unsigned per_mib;
+	uint64_t n;
+
+	cr_expect_eq(config_parse_shares("high", &per_mib, &n), 0);
+	cr_expect_eq(per_mib, CONFIG_SHARES_HIGH);
+	cr_expect_eq(n, 0);
+	cr_expect_eq(config_parse_shares("77", &per_mib, &n), 0);
+	cr_expect_eq(per_mib, 0);
+	cr_expect_eq(n, 77);
+	cr_expect_eq(config_parse_shares("0", &per_mib, &n), -EINVAL);
+	cr_expect_eq(config_parse_shares("low ", &per_mib, &n), -EINVAL);
+}
+
 Test(config, share_salt_backend, .timeout = 10)
 {
 	static const char *const shares[] = { "off", "zero", "tps", "ksm" };

@@ -3,15 +3,14 @@
 #include <kvmm/hostd.h>
 #include <kvmm/loop.h>
 
+#include "looprunner.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -20,10 +19,8 @@
 
 #define MIB (1ull << 20)
 
-static struct loop *lp;
+static struct loop_runner lr;
 static struct hostd *hd;
-static pthread_t loop_thread;
-static int stop_fd = -1;
 static char dir[64], sock_path[128], meminfo[128];
 
 static void write_meminfo(uint64_t total_mib, uint64_t avail_mib)
@@ -40,20 +37,6 @@ static void write_meminfo(uint64_t total_mib, uint64_t avail_mib)
 	cr_assert_eq(rename(tmp, meminfo), 0);
 }
 
-static void stop_cb(void *opaque, uint32_t events)
-{
-	uint64_t v;
-
-	cr_assert_eq(read(stop_fd, &v, sizeof(v)), (ssize_t)sizeof(v));
-	loop_stop(lp);
-}
-
-static void *loop_main(void *arg)
-{
-	loop_run(lp);
-	return NULL;
-}
-
 static void start(uint64_t capacity_mib, unsigned lag_periods)
 {
 	struct hostd_opts o;
@@ -65,7 +48,7 @@ static void start(uint64_t capacity_mib, unsigned lag_periods)
 	o.minfree = 100 * MIB;
 	o.period_ms = 50;
 	o.lag_periods = lag_periods;
-	cr_assert_eq(hostd_create(&hd, lp, &o), 0);
+	cr_assert_eq(hostd_create(&hd, lr.lp, &o), 0);
 }
 
 static void setup(void)
@@ -75,31 +58,14 @@ static void setup(void)
 	snprintf(sock_path, sizeof(sock_path), "%s/hostd.sock", dir);
 	snprintf(meminfo, sizeof(meminfo), "%s/meminfo", dir);
 	write_meminfo(8192, 6000); /* far above 400% of minFree: high */
-	cr_assert_eq(loop_create(&lp), 0);
-	stop_fd = eventfd(0, EFD_CLOEXEC);
-	cr_assert_eq(loop_add(lp, stop_fd, EPOLLIN, stop_cb, NULL), 0);
-}
-
-static void run_loop(void)
-{
-	cr_assert_eq(pthread_create(&loop_thread, NULL, loop_main, NULL), 0);
-}
-
-static void stop_loop(void)
-{
-	uint64_t one = 1;
-
-	cr_assert_eq(write(stop_fd, &one, sizeof(one)), (ssize_t)sizeof(one));
-	pthread_join(loop_thread, NULL);
+	loop_runner_init(&lr);
 }
 
 static void teardown(void)
 {
-	stop_loop();
+	loop_runner_halt(&lr);
 	hostd_destroy(hd);
-	loop_del(lp, stop_fd);
-	close(stop_fd);
-	loop_destroy(lp);
+	loop_runner_free(&lr);
 	unlink(meminfo);
 	rmdir(dir);
 }
@@ -290,7 +256,7 @@ Test(hostd, socket_is_private)
 	struct stat st;
 
 	start(1024, 10);
-	run_loop();
+	loop_runner_go(&lr);
 	cr_assert_eq(stat(sock_path, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0600);
 }
@@ -302,7 +268,7 @@ Test(hostd, two_vms_targets_within_capacity)
 	struct hostd_view v;
 
 	start(1024, 10);
-	run_loop();
+	loop_runner_go(&lr);
 	struct hostd_vm_info ai = vm_info("a", 768, 64, 5);
 	r = do_register(&a, &ai);
 	cr_assert_eq(r.kind, HOSTD_REPLY_RETURN);
@@ -351,7 +317,7 @@ Test(hostd, admission_refused_with_reason)
 	struct hostd_reply r;
 
 	start(1024, 10);
-	run_loop();
+	loop_runner_go(&lr);
 	cr_assert_eq(do_register(&a, &ai).kind, HOSTD_REPLY_RETURN);
 	r = do_register(&b, &bi);
 	cr_assert_eq(r.kind, HOSTD_REPLY_ERROR);
@@ -399,7 +365,7 @@ Test(hostd, drop_on_close_and_reregister)
 	struct hostd_view v;
 
 	start(1024, 10);
-	run_loop();
+	loop_runner_go(&lr);
 	cr_assert_eq(do_register(&a, &ai).kind, HOSTD_REPLY_RETURN);
 	cr_assert_eq(do_register(&b, &bi).kind, HOSTD_REPLY_RETURN);
 	report(&a, 900, 900);
@@ -433,9 +399,9 @@ Test(hostd, restart_keeps_socket_path)
 	struct hostd_vm_info ai = vm_info("a", 512, 0, 10);
 
 	start(1024, 10);
-	run_loop();
+	loop_runner_go(&lr);
 	cr_assert_eq(do_register(&a, &ai).kind, HOSTD_REPLY_RETURN);
-	stop_loop();
+	loop_runner_halt(&lr);
 	hostd_destroy(hd);
 	/* The VM sees the end of its connection. */
 	char line[256];
@@ -443,7 +409,7 @@ Test(hostd, restart_keeps_socket_path)
 		;
 	peer_close(&a);
 	start(1024, 10);
-	run_loop();
+	loop_runner_go(&lr);
 	cr_assert_eq(do_register(&a, &ai).kind, HOSTD_REPLY_RETURN, "re-registers with the new hostd");
 	peer_close(&a);
 }
@@ -456,7 +422,7 @@ Test(hostd, lagging_vm_is_reported)
 	bool lagging = false;
 
 	start(512, 2);
-	run_loop();
+	loop_runner_go(&lr);
 	cr_assert_eq(do_register(&a, &ai).kind, HOSTD_REPLY_RETURN);
 	for (int i = 0; i < 40 && !lagging; i++) {
 		report(&a, 2000, 2000);
@@ -486,7 +452,7 @@ Test(hostd, bad_lines_answered_connection_kept)
 	char *big = malloc(HOSTD_LINE_MAX * 2 + 2);
 
 	start(1024, 10);
-	run_loop();
+	loop_runner_go(&lr);
 	peer_open(&p);
 	peer_send_str(&p, "not json\n");
 	r = next_reply(&p);
@@ -508,4 +474,53 @@ Test(hostd, bad_lines_answered_connection_kept)
 	r = next_reply(&p);
 	cr_assert_eq(r.kind, HOSTD_REPLY_RETURN, "the connection still works");
 	peer_close(&p);
+}
+
+/* The idle tax changed live moves the targets; a VM's own connection may change its figures
+ * (x-kvmm-set-memory's way), answered in order among its TARGETs, admission-checked. */
+Test(hostd, live_tax_and_set_vm_on_a_vms_link)
+{
+	struct peer a, b;
+	struct hostd_vm_info ai = vm_info("a", 768, 0, 10), bi = vm_info("b", 768, 0, 10);
+	struct hostd_target ta, tb;
+	struct hostd_reply r;
+
+	start(1024, 10);
+	loop_runner_go(&lr);
+	cr_assert_eq(do_register(&a, &ai).kind, HOSTD_REPLY_RETURN);
+	cr_assert_eq(do_register(&b, &bi).kind, HOSTD_REPLY_RETURN);
+	for (int i = 0; i < 6; i++) {
+		report(&a, 700, 700);
+		report(&b, 700, 0); /* idle */
+		sleep_ms(60);
+	}
+	ta = latest_target(&a);
+	tb = latest_target(&b);
+	cr_assert_gt(ta.target, tb.target + 64 * MIB, "tax 75%%: the idle VM has less (%llu vs %llu MiB)",
+		     (unsigned long long)(tb.target >> 20), (unsigned long long)(ta.target >> 20));
+	cr_assert_eq(control("{\"execute\":\"set-host\",\"arguments\":{\"tax\":0}}").kind,
+		     HOSTD_REPLY_RETURN);
+	for (int i = 0; i < 3; i++) {
+		report(&a, 700, 700);
+		report(&b, 700, 0);
+		sleep_ms(60);
+	}
+	ta = latest_target(&a);
+	tb = latest_target(&b);
+	cr_assert_leq(ta.target - tb.target, MIB, "no tax: equal shares, equal targets (%llu vs %llu MiB)",
+		      (unsigned long long)(tb.target >> 20), (unsigned long long)(ta.target >> 20));
+
+	peer_send(&a, hostd_fmt_set_vm("a", HOSTD_SET_RESERVATION, 600 * MIB, 0, 0, NULL));
+	r = next_answer(&a);
+	cr_assert_eq(r.kind, HOSTD_REPLY_RETURN);
+	peer_send(&b, hostd_fmt_set_vm("b", HOSTD_SET_RESERVATION, 600 * MIB, 0, 0, NULL));
+	r = next_answer(&b);
+	cr_assert_eq(r.kind, HOSTD_REPLY_ERROR, "600 + 600 MiB reserved do not fit in 1024");
+	cr_assert_str_eq(r.err_class, "AdmissionRefused");
+	ta = latest_target(&a);
+	cr_assert_eq(ta.reservation, 600 * MIB);
+	cr_assert_geq(ta.target, 600 * MIB);
+	cr_assert_eq(latest_target(&b).reservation, 0, "unchanged");
+	peer_close(&a);
+	peer_close(&b);
 }

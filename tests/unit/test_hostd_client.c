@@ -1,22 +1,23 @@
 /* The VM's side of hostd (src/sched/client.c) against a real hostd, without a VM: a memory manager
  * over 32 MiB of guest RAM (no vCPU touches it), the client on one loop thread and hostd on
  * another. Checked: registration, targets and hostd's limit reaching the memory manager, refusal,
- * an absent hostd, and that the VM keeps its target while hostd is gone and registers again when
- * it is back. */
+ * an absent hostd, that the VM keeps its target while hostd is gone and registers again when
+ * it is back, and that the low state's block on allocation ends with hostd's link. */
 #include <kvmm/config.h>
 #include <kvmm/gmem.h>
 #include <kvmm/hostd.h>
 #include <kvmm/loop.h>
 #include <kvmm/mem.h>
 
+#include "looprunner.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -24,67 +25,13 @@
 
 #define MIB (1ull << 20)
 
-struct runner {
-	struct loop *lp;
-	int stop_fd;
-	pthread_t thread;
-	bool running;
-};
-
-static struct runner hloop, vloop;
+static struct loop_runner hloop, vloop;
 static struct hostd *hd;
 static struct hostd_client *cl;
 static struct gmem gm;
 static struct memmgr *m;
 static struct vm_config cfg;
 static char dir[64], sock_path[128], meminfo[128];
-
-static void stop_cb(void *opaque, uint32_t events)
-{
-	struct runner *r = opaque;
-	uint64_t v;
-
-	cr_assert_eq(read(r->stop_fd, &v, sizeof(v)), (ssize_t)sizeof(v));
-	loop_stop(r->lp);
-}
-
-static void *loop_main(void *arg)
-{
-	loop_run(((struct runner *)arg)->lp);
-	return NULL;
-}
-
-static void runner_init(struct runner *r)
-{
-	cr_assert_eq(loop_create(&r->lp), 0);
-	r->stop_fd = eventfd(0, EFD_CLOEXEC);
-	cr_assert_eq(loop_add(r->lp, r->stop_fd, EPOLLIN, stop_cb, r), 0);
-}
-
-static void runner_go(struct runner *r)
-{
-	cr_assert_eq(pthread_create(&r->thread, NULL, loop_main, r), 0);
-	r->running = true;
-}
-
-static void runner_halt(struct runner *r)
-{
-	uint64_t one = 1;
-
-	if (!r->running)
-		return;
-	cr_assert_eq(write(r->stop_fd, &one, sizeof(one)), (ssize_t)sizeof(one));
-	pthread_join(r->thread, NULL);
-	r->running = false;
-}
-
-static void runner_free(struct runner *r)
-{
-	runner_halt(r);
-	loop_del(r->lp, r->stop_fd);
-	close(r->stop_fd);
-	loop_destroy(r->lp);
-}
 
 static void hostd_up(uint64_t capacity)
 {
@@ -97,12 +44,12 @@ static void hostd_up(uint64_t capacity)
 	o.minfree = 64ull << 30; /* far below minFree: every technique allowed */
 	o.period_ms = 50;
 	cr_assert_eq(hostd_create(&hd, hloop.lp, &o), 0);
-	runner_go(&hloop);
+	loop_runner_go(&hloop);
 }
 
 static void hostd_down(void)
 {
-	runner_halt(&hloop);
+	loop_runner_halt(&hloop);
 	hostd_destroy(hd);
 	hd = NULL;
 }
@@ -124,6 +71,7 @@ static bool setup_mem(uint64_t reservation)
 	cfg.mem_share = MEM_SHARE_OFF;
 	cfg.mem_reservation = reservation;
 	cfg.mem_shares = 10 * 32;
+	cfg.mem_compress = false;
 	free(cfg.name);
 	cfg.name = strdup("vm1");
 	cfg.hostd = strdup(sock_path);
@@ -133,21 +81,21 @@ static bool setup_mem(uint64_t reservation)
 		m = NULL;
 		return false;
 	}
-	runner_init(&hloop);
-	runner_init(&vloop);
+	loop_runner_init(&hloop);
+	loop_runner_init(&vloop);
 	return true;
 }
 
 static void teardown(void)
 {
-	runner_halt(&vloop);
+	loop_runner_halt(&vloop);
 	hostd_client_destroy(cl);
 	cl = NULL;
 	if (hd)
 		hostd_down();
 	if (m) {
-		runner_free(&vloop);
-		runner_free(&hloop);
+		loop_runner_free(&vloop);
+		loop_runner_free(&hloop);
 	}
 	mem_destroy(m);
 	m = NULL;
@@ -223,7 +171,7 @@ Test(hostd_client, targets_reach_the_memory_manager)
 		cr_skip_test("no usable userfaultfd here");
 	hostd_up(20 * MIB);
 	cr_assert_eq(hostd_client_start(&cl, vloop.lp, m, &cfg), 0);
-	runner_go(&vloop);
+	loop_runner_go(&vloop);
 	WAIT_FOR(stats().target <= 20 * MIB, 2000);
 	cr_assert_leq(stats().target, 20 * MIB, "hostd's target (capacity 20 MiB) is followed: %llu MiB",
 		      (unsigned long long)(stats().target >> 20));
@@ -262,4 +210,96 @@ Test(hostd_client, refused_and_absent)
 		     "a reservation of 30 MiB on a 20 MiB host is refused");
 	cr_assert_null(cl);
 	cr_assert_eq(registered(), 0);
+}
+
+static _Atomic bool touched;
+
+static void *touch_one(void *arg)
+{
+	*(volatile uint8_t *)arg = 1;
+	atomic_store(&touched, true);
+	return NULL;
+}
+
+/* hostd's low state blocks a VM at its target; hostd gone, the block goes with it. */
+Test(hostd_client, block_lifts_when_hostd_is_lost)
+{
+	pthread_t t;
+
+	if (!setup_mem(0))
+		cr_skip_test("no usable userfaultfd here");
+	cr_assert_eq(mem_start(m), 0); /* the fault handler and the reclaimer */
+	/* 22 MiB that nothing can take (no compression, no swap) before hostd's 20 MiB target. */
+	for (size_t i = 0; i < 22 * MIB; i += 4096)
+		gm.map[i] = 1;
+	hostd_up(20 * MIB); /* MemAvailable far below minFree: the low state */
+	cr_assert_eq(hostd_client_start(&cl, vloop.lp, m, &cfg), 0);
+	loop_runner_go(&vloop);
+	WAIT_FOR(stats().blocking, 3000);
+	cr_assert(stats().blocking, "over its target in the low state");
+	atomic_store(&touched, false);
+	cr_assert_eq(pthread_create(&t, NULL, touch_one, gm.map + 30 * MIB), 0);
+	WAIT_FOR(stats().blocked_now == 1, 2000);
+	cr_assert_eq(stats().blocked_now, 1, "a new page waits");
+	cr_assert(!atomic_load(&touched));
+	hostd_down();
+	WAIT_FOR(atomic_load(&touched), 3000);
+	cr_assert(atomic_load(&touched), "hostd lost: the fault goes on");
+	pthread_join(t, NULL);
+	cr_assert(!stats().blocking);
+}
+
+/* vm1 as hostd sees it. */
+static struct hostd_vm_view hostd_view_of_vm(void)
+{
+	char ans[8192], err[256];
+	struct hostd_view v;
+	struct hostd_vm_view x;
+
+	control("{\"execute\":\"query-vms\"}\n", ans, sizeof(ans));
+	cr_assert_eq(hostd_parse_view(ans, strcspn(ans, "\n"), &v, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(v.n, 1);
+	x = v.vms[0];
+	hostd_view_free(&v);
+	return x;
+}
+
+/* x-kvmm-set-memory's way to hostd: accepted, refused by admission control (nothing changes), and
+ * kept for the next registration while hostd is away. Called as QMP does, on the VM's loop thread:
+ * here the test's, with that loop not running. */
+Test(hostd_client, live_changes_go_through_hostd)
+{
+	char why[320];
+	struct hostd_vm_view x;
+	int r;
+
+	if (!setup_mem(0))
+		cr_skip_test("no usable userfaultfd here");
+	hostd_up(20 * MIB);
+	cr_assert_eq(hostd_client_start(&cl, vloop.lp, m, &cfg), 0);
+	r = hostd_client_set(cl, HOSTD_SET_RESERVATION | HOSTD_SET_SHARES, 4 * MIB, 0, 999, why,
+			     sizeof(why));
+	cr_assert_eq(r, 0, "%s", why);
+	x = hostd_view_of_vm();
+	cr_assert_eq(x.info.reservation, 4 * MIB);
+	cr_assert_eq(x.info.shares, 999);
+
+	/* 10 MiB + the VM's overhead (over 8 MiB) do not fit in 20 MiB. */
+	r = hostd_client_set(cl, HOSTD_SET_RESERVATION, 10 * MIB, 0, 0, why, sizeof(why));
+	cr_assert_eq(r, -EPERM);
+	cr_assert(strstr(why, "does not fit"), "%s", why);
+	cr_assert_eq(hostd_view_of_vm().info.reservation, 4 * MIB, "unchanged");
+
+	/* hostd gone: the change waits for the next registration. */
+	hostd_down();
+	r = hostd_client_set(cl, HOSTD_SET_LIMIT, 0, 16 * MIB, 0, why, sizeof(why));
+	cr_assert_eq(r, 0, "%s", why);
+	hostd_up(20 * MIB);
+	loop_runner_go(&vloop);
+	for (int i = 0; i < 60 && registered() == 0; i++)
+		sleep_ms(100);
+	x = hostd_view_of_vm();
+	cr_assert_eq(x.info.limit, 16 * MIB, "registered again with the new limit");
+	cr_assert_eq(x.info.reservation, 4 * MIB);
+	cr_assert_eq(x.info.shares, 999);
 }

@@ -66,6 +66,14 @@ Test(hostd_proto, report_and_control_round_trip, .timeout = 10)
 	cr_assert_eq(q.u.set_vm.shares, 77);
 	free(line);
 
+	/* What a VM's QMP sends: a reservation alone (a raised one is admission-checked). */
+	line = hostd_fmt_set_vm("web", HOSTD_SET_RESERVATION, 1 << 28, 0, 0, &len);
+	cr_assert_eq(hostd_parse_request(line, len, &q, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(q.u.set_vm.set, HOSTD_SET_RESERVATION);
+	cr_assert_eq(q.u.set_vm.reservation, 1 << 28);
+	cr_assert_null(strstr(line, "limit"), "only what is set is sent: %s", line);
+	free(line);
+
 	line = hostd_fmt_set_host(60, &len);
 	cr_assert_eq(hostd_parse_request(line, len, &q, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(q.kind, HOSTD_REQ_SET_HOST);

@@ -262,3 +262,17 @@ Test(pstate, fault_action_and_name, .timeout = 10)
 	cr_expect_str_eq(pstate_name(PS_NR), "?");
 	cr_expect_str_eq(pstate_name((enum pstate)255), "?");
 }
+
+/* What hostd's block (low state) holds: only faults that would take a new host page. */
+Test(pstate, fault_allocates, .timeout = 10)
+{
+	cr_expect(!pstate_fault_allocates(FA_ZERO_WINDOW, false, true), "a read maps the zero page");
+	cr_expect(pstate_fault_allocates(FA_ZERO_WINDOW, true, true), "a first write allocates");
+	cr_expect(pstate_fault_allocates(FA_ZERO_WINDOW, false, false), "memfd: no zero page");
+	cr_expect(!pstate_fault_allocates(FA_ZERO, false, true));
+	cr_expect(pstate_fault_allocates(FA_ZERO, true, true));
+	cr_expect(pstate_fault_allocates(FA_ZERO, false, false));
+	cr_expect(pstate_fault_allocates(FA_DECOMPRESS, false, true));
+	cr_expect(pstate_fault_allocates(FA_SWAP_IN, false, true));
+	cr_expect(!pstate_fault_allocates(FA_WAKE, true, false), "nothing to fill");
+}

@@ -2,20 +2,25 @@
  * the test thread plays the guest. Pages are dropped (zero), compressed (they fit in 2 KiB) or
  * swapped (they do not), and read back byte for byte; a full swap file keeps pages resident; a
  * corrupted slot is never handed over as data (the fatal hook fires, zeros are served only once
- * the VM "stops"). Skipped where this host gives no userfaultfd. */
+ * the VM "stops"); hostd's block holds a guest thread's allocating fault, and only that, until
+ * it lifts or the VM stops. Skipped where this host gives no userfaultfd. */
 #include "mem/mem_internal.h"
 
 #include <kvmm/config.h>
 #include <kvmm/gmem.h>
 #include <kvmm/mem.h>
+#include <kvmm/policy.h>
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PG 4096u
@@ -35,10 +40,12 @@ static void on_fatal(void *opaque, const char *detail)
 	fatals++;
 }
 
+static _Atomic bool vm_stops;
+
 static bool always_stopping(void *opaque)
 {
 	(void)opaque;
-	return fatals > 0;
+	return fatals > 0 || atomic_load(&vm_stops);
 }
 
 /* Page i's content: zero, text-like (compresses), or random (does not). */
@@ -249,5 +256,100 @@ Test(reclaim, set_limits_checks, .timeout = 20)
 	cr_expect_eq(mem_set_limits(m, UINT64_MAX, 4u << 20), 0, "keeps the limit");
 	cr_assert_eq(mem_get_stats(m, &st), 0);
 	cr_expect_eq(st.target, 4u << 20);
+	stop();
+}
+
+/* A guest thread: touches one page (writes, or reads) and says when the touch is over. */
+struct toucher {
+	pthread_t t;
+	size_t page;
+	bool write;
+	_Atomic bool done;
+};
+
+static void *touch_main(void *opaque)
+{
+	struct toucher *g = opaque;
+	volatile uint8_t *p = gm.map + g->page * PG;
+
+	if (g->write)
+		*p = 1;
+	else
+		(void)*p;
+	atomic_store(&g->done, true);
+	return NULL;
+}
+
+static void touch(struct toucher *g, size_t page, bool write)
+{
+	*g = (struct toucher){ .page = page, .write = write };
+	cr_assert_eq(pthread_create(&g->t, NULL, touch_main, g), 0);
+}
+
+/* Waits up to ms for *flag; its value. */
+static bool wait_for(_Atomic bool *flag, int ms)
+{
+	for (int k = 0; k < ms / 10 && !atomic_load(flag); k++)
+		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
+	return atomic_load(flag);
+}
+
+static bool blocking(void)
+{
+	struct mem_stats st;
+
+	for (int k = 0; k < 200; k++) {
+		cr_assert_eq(mem_get_stats(m, &st), 0);
+		if (st.blocking)
+			return true;
+		nanosleep(&(struct timespec){ .tv_nsec = 10000000 }, NULL);
+	}
+	return false;
+}
+
+Test(reclaim, hostd_block_holds_allocating_faults, .timeout = 30)
+{
+	struct toucher w, r;
+	struct mem_stats st;
+
+	if (!start(NULL, 0, false))
+		cr_skip_test("no usable userfaultfd here");
+	/* Target 0 and only the block allowed: over target at once, and nothing is reclaimed. */
+	cr_assert_eq(mem_set_host_target(m, 0, POLICY_TECH_BLOCK), 0);
+	cr_assert(blocking(), "the reclaimer saw the VM over its target");
+	gm.map[0] = 1; /* the thread that set the hooks (the loop) is never held */
+	touch(&w, 100, true);
+	touch(&r, 200, false);
+	cr_expect(wait_for(&r.done, 2000), "a read maps the zero page: not held");
+	cr_expect(!wait_for(&w.done, 300), "a first write waits");
+	cr_assert_eq(mem_get_stats(m, &st), 0);
+	cr_expect_eq(st.blocked_now, 1);
+	cr_expect_eq(st.blocked_faults, 1);
+	cr_assert_eq(mem_set_host_target(m, 0, POLICY_TECH_ALL), 0);
+	cr_expect(wait_for(&w.done, 2000), "and goes on once the block lifts");
+	pthread_join(w.t, NULL);
+	pthread_join(r.t, NULL);
+	cr_assert_eq(mem_get_stats(m, &st), 0);
+	cr_expect_eq(st.blocked_now, 0);
+	cr_expect_geq(st.blocked_ns, 300000000ull, "its wait counted (%llu ns)",
+		      (unsigned long long)st.blocked_ns);
+	cr_expect_eq(gm.map[100 * PG], 1);
+	stop();
+}
+
+Test(reclaim, hostd_block_ends_when_the_vm_stops, .timeout = 30)
+{
+	struct toucher w;
+
+	if (!start(NULL, 0, false))
+		cr_skip_test("no usable userfaultfd here");
+	cr_assert_eq(mem_set_host_target(m, 0, POLICY_TECH_BLOCK), 0);
+	cr_assert(blocking());
+	touch(&w, 300, true);
+	cr_expect(!wait_for(&w.done, 200), "held");
+	atomic_store(&vm_stops, true);
+	cr_expect(wait_for(&w.done, 2000), "a stopping VM's faults go on");
+	pthread_join(w.t, NULL);
+	atomic_store(&vm_stops, false);
 	stop();
 }

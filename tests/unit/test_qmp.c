@@ -6,6 +6,8 @@
 #include <kvmm/qmp.h>
 #include <kvmm/version.h>
 
+#include "looprunner.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,18 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-static struct loop *lp;
+static struct loop_runner lr;
 static struct qmp_server *srv;
-static pthread_t loop_thread;
-static int stop_fd = -1;
 static char dir[64];
 static char sock_path[128];
 static int echo_opaque;
@@ -72,32 +70,15 @@ static const struct qmp_command test_cmds[] = {
 
 /* ---- fixture: a server on a loop thread ---- */
 
-static void stop_cb(void *opaque, uint32_t events)
-{
-	uint64_t v;
-
-	cr_assert_eq(read(stop_fd, &v, sizeof(v)), (ssize_t)sizeof(v));
-	loop_stop(lp);
-}
-
-static void *loop_main(void *arg)
-{
-	loop_run(lp);
-	return NULL;
-}
-
 static void start(const struct qmp_server_config *cfg)
 {
 	strcpy(dir, "/tmp/kvmm-test-qmp.XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
 	snprintf(sock_path, sizeof(sock_path), "%s/qmp.sock", dir);
-	cr_assert_eq(loop_create(&lp), 0);
-	cr_assert_eq(qmp_server_create(lp, sock_path, cfg, &srv), 0);
+	loop_runner_init(&lr);
+	cr_assert_eq(qmp_server_create(lr.lp, sock_path, cfg, &srv), 0);
 	cr_assert_eq(qmp_server_register(srv, test_cmds, &echo_opaque), 0);
-	stop_fd = eventfd(0, EFD_CLOEXEC);
-	cr_assert_geq(stop_fd, 0);
-	cr_assert_eq(loop_add(lp, stop_fd, EPOLLIN, stop_cb, NULL), 0);
-	cr_assert_eq(pthread_create(&loop_thread, NULL, loop_main, NULL), 0);
+	loop_runner_go(&lr);
 }
 
 static void setup(void)
@@ -114,14 +95,9 @@ static void setup_small(void)
 
 static void teardown(void)
 {
-	uint64_t one = 1;
-
-	cr_assert_eq(write(stop_fd, &one, sizeof(one)), (ssize_t)sizeof(one));
-	pthread_join(loop_thread, NULL);
+	loop_runner_halt(&lr);
 	qmp_server_destroy(srv);
-	loop_del(lp, stop_fd);
-	close(stop_fd);
-	loop_destroy(lp);
+	loop_runner_free(&lr);
 	cr_expect_eq(access(sock_path, F_OK), -1, "destroy unlinks the socket");
 	rmdir(dir);
 }
@@ -603,14 +579,9 @@ Test(qmp, add_client_on_a_socketpair, .timeout = 10)
 
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	/* Adding clients belongs to the loop thread: stop it around the call. */
-	{
-		uint64_t one = 1;
-
-		cr_assert_eq(write(stop_fd, &one, sizeof(one)), (ssize_t)sizeof(one));
-		pthread_join(loop_thread, NULL);
-		cr_assert_eq(qmp_server_add_client(srv, sv[0]), 0);
-		cr_assert_eq(pthread_create(&loop_thread, NULL, loop_main, NULL), 0);
-	}
+	loop_runner_halt(&lr);
+	cr_assert_eq(qmp_server_add_client(srv, sv[0]), 0);
+	loop_runner_go(&lr);
 	t->fd = sv[1];
 	json_decref(tc_read(t));
 	expect_json(tc_cmd(t, "{\"execute\": \"qmp_capabilities\", \"id\": \"sp\"}"),
@@ -730,15 +701,15 @@ Test(qmp_small, create_replaces_stale_socket_only, .timeout = 10)
 	int fd;
 
 	/* A server already answers at sock_path. */
-	cr_expect_eq(qmp_server_create(lp, sock_path, NULL, &s2), -EADDRINUSE);
+	cr_expect_eq(qmp_server_create(lr.lp, sock_path, NULL, &s2), -EADDRINUSE);
 	/* A regular file is never replaced. */
 	snprintf(path, sizeof(path), "%s/file", dir);
 	fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 	cr_assert_geq(fd, 0);
 	close(fd);
-	cr_expect_eq(qmp_server_create(lp, path, NULL, &s2), -EEXIST);
+	cr_expect_eq(qmp_server_create(lr.lp, path, NULL, &s2), -EEXIST);
 	unlink(path);
-	/* A socket left behind by a dead process is. Only this thread touches lp here: the other
+	/* A socket left behind by a dead process is. Only this thread touches lr.lp here: the other
 	 * server's loop is idle, and this one is destroyed before anything runs on it. */
 	snprintf(path, sizeof(path), "%s/stale.sock", dir);
 	strcpy(addr.sun_path, path);
