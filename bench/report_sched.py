@@ -139,20 +139,27 @@ def ratio(a, b, which):
     return None if x is None or not y else x / y
 
 
+def rfmt(x):
+    return "{:.3f}" if x is not None and x < 0.1 else "{:.2f}"
+
+
 pairs = [(a, b) for a, b in (("hostd", "alone"), ("idle-free", "alone"), ("hostd", "idle-free"),
                              ("alone-hostd", "alone"))
          if a in configs and b in configs]
 if pairs:
     lines += ["", "| wss throughput ratio | first step | last step | mean |", "|---|---|---|---|"]
     for a, b in pairs:
-        lines.append(f"| {NAMES[a]} / {NAMES[b]} | " + " | ".join(f(ratio(a, b, w), "{:.2f}")
+        lines.append(f"| {NAMES[a]} / {NAMES[b]} | " + " | ".join(f(ratio(a, b, w), rfmt(ratio(a, b, w)))
                                                               for w in ("first", "last", "mean")) + " |")
 if "hostd" in rows:
     lines += ["", f"Under hostd: the active guest needs {f(need and need / MiB)} MiB (its consumed memory alone); "
-                  f"it reached {frac:.0%} of that **{f(t_need, '{:.0f}')} s** after its fill started "
+                  + (f"it reached {frac:.0%} of that **{f(t_need, '{:.0f}')} s** after its fill started " if t_need is not None
+                     else f"it **never reached** {frac:.0%} of that while it ran ")
+                  + 
                   f"(its fill took {f(h.get('t_fill') and h['t_fill'] - h['t_banner'], '{:.0f}')} s; alone "
                   f"{f(rows.get('alone', {}).get('t_fill') and rows['alone']['t_fill'] - rows['alone']['t_banner'], '{:.0f}')} s), "
-                  f"its peak consumed was {f(active_peak and active_peak / MiB)} MiB; hostd's target for it settled "
+                  f"its peak consumed was {f(active_peak and active_peak / MiB)} MiB "
+                  f"({f(active_peak and need and 100 * active_peak / need)}% of the need); hostd's target for it settled "
                   f"**{f(t_stable, '{:.0f}')} s** after the fill started, at "
                   f"{f(tg and final_target / MiB)} MiB."]
     ta = h.get("t_active")
@@ -226,5 +233,5 @@ set yrange [0:*]
 replace_section(doc, "sched", lines)
 print("\n".join(lines[5:-4]))
 print("sched: " + "; ".join(f"{c} wss last {f(wss(c, 'last'))} pages/s" for c in configs)
-      + (f" | hostd/alone last {f(ratio('hostd', 'alone', 'last'), '{:.2f}')}, time to need {f(t_need, '{:.0f}')} s"
+      + (f" | hostd/alone last {f(ratio('hostd', 'alone', 'last'), '{:.3f}')}, time to need {f(t_need, '{:.0f}')} s"
          if "hostd" in rows else ""))
