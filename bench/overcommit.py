@@ -39,6 +39,7 @@ REPO = os.environ.get("KVMM_REPO", os.getcwd())
 BUILD = os.environ.get("KVMM_BUILD", os.path.join(REPO, "build", "release"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from kvmmtest import Qmp, pss_kib  # noqa: E402  (the repo's QMP client and PSS reader)
+from driver_common import Console, meminfo  # noqa: E402
 
 RUNS = int(os.environ.get("RUNS", "1"))
 CONFIGS = os.environ.get("CONFIGS", "kvmm-free,kvmm-limit,qemu-free,kvmtool-free").split(",")
@@ -105,15 +106,6 @@ def log(msg):
     print(f"overcommit: {msg}", flush=True)
 
 
-def meminfo():
-    out = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            k, v = line.split(":", 1)
-            out[k] = int(v.split()[0])
-    return out
-
-
 def stat_cpu(path):
     try:
         with open(path) as f:
@@ -162,7 +154,7 @@ def diagnose(g):
     return "; ".join(lines)
 
 
-class Guest:
+class Guest(Console):
     """One VMM process and its console (kvmtool gets a pty: it reads console input only from a terminal)."""
 
     def __init__(self, vmm, limited, idx, seed):
@@ -195,39 +187,9 @@ class Guest:
         else:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.errf, env=env)
             self.fd = self.proc.stdout.fileno()
-        self.partial, self.lines, self.eof = b"", [], False
+        self.console_start(self.fd)
         self.qmp = None
-        self.exit_status = None
         self.threads = {}  # CPU seconds per thread name, at the last sample
-
-    def read(self):
-        try:
-            chunk = os.read(self.fd, 65536)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            self.eof = True
-            return
-        now = time.monotonic()
-        self.partial += chunk
-        *done, self.partial = self.partial.split(b"\n")
-        for line in done:
-            text = line.decode(errors="replace").rstrip("\r")
-            self.lines.append((now, text))
-            m = re.search(r"KVMM guest=test event=exit status=(\d+)", text)
-            if m:
-                self.exit_status = int(m.group(1))
-
-    def find(self, rx):
-        rx = re.compile(rx)
-        for t, line in self.lines:
-            m = rx.search(line)
-            if m:
-                return t, m
-        return None
-
-    def done(self):
-        return self.eof or self.exit_status is not None or self.proc.poll() is not None
 
     def query(self):
         if self.vmm != "kvmm":

@@ -25,11 +25,9 @@ kvmm-specific is in the "kvmm's interface" block."""
 import csv
 import json
 import os
-import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,7 +37,9 @@ import time
 REPO = os.environ.get("KVMM_REPO", os.getcwd())
 BUILD = os.environ.get("KVMM_BUILD", os.path.join(REPO, "build", "release"))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+import kvmmtest  # noqa: E402
 from kvmmtest import Qmp, pss_kib  # noqa: E402  (the repo's QMP client and PSS reader)
+from driver_common import Console, meminfo  # noqa: E402
 
 CONFIGS = os.environ.get("CONFIGS", "alone,alone-hostd,idle-free,hostd").split(",")
 RAM_MB = int(os.environ.get("RAM_MB", "512"))
@@ -81,34 +81,12 @@ def kvmm_command(name, append, under_hostd, swapfile):
 
 
 def hostd_request(req):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(5)
-    try:
-        s.connect(HOSTD_SOCK)
-        s.sendall((json.dumps(req) + "\n").encode())
-        buf = b""
-        while b"\n" not in buf:
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        s.close()
-    return json.loads(buf.split(b"\n", 1)[0])
+    return kvmmtest.hostd_request(HOSTD_SOCK, req, timeout=5)
 # --- end of kvmm's interface ---
 
 
 def log(msg):
     print(f"sched: {msg}", flush=True)
-
-
-def meminfo():
-    out = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            k, v = line.split(":", 1)
-            out[k] = int(v.split()[0])
-    return out
 
 
 def timed(fn, timeout=5.0):
@@ -120,7 +98,7 @@ def timed(fn, timeout=5.0):
     return out[0] if out else None
 
 
-class Guest:
+class Guest(Console):
     def __init__(self, role, append, under_hostd):
         self.role = role
         self.name = role
@@ -130,42 +108,8 @@ class Guest:
         self.cmd = kvmm_command(role, append, under_hostd, self.swapfile)
         self.t_start = time.monotonic()
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.errf)
-        self.fd = self.proc.stdout.fileno()
-        self.partial, self.lines, self.eof = b"", [], False
-        self.qmp, self.exit_status = None, None
-
-    def read(self):
-        try:
-            chunk = os.read(self.fd, 65536)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            self.eof = True
-            return
-        now = time.monotonic()
-        self.partial += chunk
-        *done, self.partial = self.partial.split(b"\n")
-        for line in done:
-            text = line.decode(errors="replace").rstrip("\r")
-            self.lines.append((now, text))
-            m = re.search(r"KVMM guest=test event=exit status=(\d+)", text)
-            if m:
-                self.exit_status = int(m.group(1))
-
-    def find(self, rx):
-        rx = re.compile(rx)
-        for t, line in self.lines:
-            m = rx.search(line)
-            if m:
-                return t, m
-        return None
-
-    def findall(self, rx):
-        rx = re.compile(rx)
-        return [(t, m) for t, line in self.lines for m in [rx.search(line)] if m]
-
-    def done(self):
-        return self.eof or self.exit_status is not None or self.proc.poll() is not None
+        self.console_start(self.proc.stdout.fileno())
+        self.qmp = None
 
     def query(self):
         try:

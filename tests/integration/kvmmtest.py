@@ -38,6 +38,24 @@ def finish():
     sys.exit(1 if failures else 0)
 
 
+def hostd_request(path, req, timeout=10):
+    """One JSON-lines request to `kvmm hostd` on its socket; its one-line reply, parsed."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall((json.dumps(req) + "\n").encode())
+        buf = b""
+        while b"\n" not in buf:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        s.close()
+    return json.loads(buf.split(b"\n", 1)[0])
+
+
 class Vm:
     """kvmm run with the serial console on stdin/stdout pipes; output is collected as it arrives."""
 

@@ -14,10 +14,9 @@ back."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
-from kvmmtest import KVMM, TEST_GUEST, Qmp, Vm, check, finish
+from kvmmtest import KVMM, TEST_GUEST, Qmp, Vm, check, finish, hostd_request
 from reclaim_common import MIB, tmp
 
 SOCK = os.path.join(tmp, "hostd.sock")
@@ -40,18 +39,7 @@ def start_hostd():
 
 
 def request(req):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(10)
-    s.connect(SOCK)
-    s.sendall((json.dumps(req) + "\n").encode())
-    buf = b""
-    while b"\n" not in buf:
-        chunk = s.recv(1 << 20)
-        if not chunk:
-            break
-        buf += chunk
-    s.close()
-    return json.loads(buf.split(b"\n", 1)[0])
+    return hostd_request(SOCK, req)
 
 
 vms = {}
