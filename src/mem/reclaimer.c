@@ -151,6 +151,20 @@ static bool bit(const uint8_t *map, size_t i)
 	return map[i / 8] >> (i % 8) & 1;
 }
 
+/* Without manual protection KVM re-arms every page at every period: every page counts as armed. */
+static bool is_armed(const struct memmgr *m, const struct reclaimer *rc, size_t page)
+{
+	return !(m->dirty_manual && rc->armed) || (rc->armed[page / 64] >> (page % 64) & 1);
+}
+
+static void set_armed(struct reclaimer *rc, size_t page, bool on)
+{
+	if (on)
+		rc->armed[page / 64] |= 1ull << (page % 64);
+	else
+		rc->armed[page / 64] &= ~(1ull << (page % 64));
+}
+
 /* The slice of a page's 64-page group: a fixed hash, so strided guest access does not alias. */
 static unsigned slice_of(size_t page)
 {
@@ -197,14 +211,14 @@ static void age(struct memmgr *m, struct reclaimer *rc)
 		for (size_t i = 0; i < n; i++) {
 			size_t p = first + i;
 			uint8_t *a = &m->age[p];
-			bool armed = !manual || (rc->armed[p / 64] >> (p % 64) & 1);
+			bool armed = is_armed(m, rc, p);
 			bool present = pstate_get(&m->ps, p) == PS_PRESENT;
 			unsigned sl = manual ? slice_of(p) : 0;
 
 			if (have && bit(rc->bitmap, i) && armed) {
 				*a = 0;
 				if (manual)
-					rc->armed[p / 64] &= ~(1ull << (p % 64));
+					set_armed(rc, p, false);
 				armed = !manual;
 			} else if (*a < 255) {
 				(*a)++;
@@ -221,7 +235,7 @@ static void age(struct memmgr *m, struct reclaimer *rc)
 				if (sl != now)
 					arm_left--;
 				rc->arm[i / 8] |= (uint8_t)(1u << (i % 8));
-				rc->armed[p / 64] |= 1ull << (p % 64);
+				set_armed(rc, p, true);
 				*a = 0;
 				armed = true;
 				arming++;
@@ -265,7 +279,6 @@ static unsigned techniques(struct memmgr *m)
 /* Takes up to `want` armed pages at least m->min_age old, from the clock hand on. */
 static size_t sweep(struct memmgr *m, const struct reclaimer *rc, size_t want)
 {
-	bool manual = m->dirty_manual && rc->armed;
 	unsigned tech = techniques(m);
 	bool zc = tech & POLICY_TECH_COMPRESS, sw = tech & POLICY_TECH_SWAP;
 	enum mem_out how = zc && sw ? MEM_OUT_AUTO : zc ? MEM_OUT_COMPRESS : MEM_OUT_SWAP;
@@ -284,8 +297,7 @@ static size_t sweep(struct memmgr *m, const struct reclaimer *rc, size_t want)
 		if (pagemap_read(m, first, n, pm) == 0) {
 			for (size_t i = 0; i < n && taken + count < want; i++) {
 				if (pstate_get(&m->ps, first + i) != PS_PRESENT || pstate_file_vma(&m->ps, first + i) ||
-				    m->age[first + i] < m->min_age ||
-				    (manual && !(rc->armed[(first + i) / 64] >> ((first + i) % 64) & 1)) ||
+				    m->age[first + i] < m->min_age || !is_armed(m, rc, first + i) ||
 				    !mem_pm_private(m, first + i, pm[i]))
 					continue;
 				cm_set(&sel, i);
