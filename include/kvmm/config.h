@@ -59,9 +59,9 @@ struct vm_config {
 	bool no_reboot;           /* a reset stops the VM instead of rebooting it (QEMU -no-reboot) */
 
 	/* Set by the QEMU-compatible front (src/libvirt/qemu_front.c, docs/libvirt.md); `kvmm run`
-	 * leaves the defaults. */
-	int qmp_fd;               /* inherited QMP socket (listening, or one connected client); -1: none */
-	int serial_fd;            /* COM1 output to this inherited fd (serial == SERIAL_FILE); -1: none */
+	 * leaves the defaults. Inherited fds are above 2; -1 (or 0, as in a zeroed config): none. */
+	int qmp_fd;               /* inherited QMP socket (listening, or one connected client) */
+	int serial_fd;            /* COM1 output to this inherited fd (serial == SERIAL_FILE) */
 	bool serial_append;       /* with serial_fd: set O_APPEND on it (QEMU's append=on) */
 	char *pidfile;            /* written once the QMP socket listens, removed on exit; NULL: none */
 	bool start_paused;        /* -S: vCPUs created but held until QMP cont */

@@ -390,7 +390,7 @@ static int vm_create_qmp(struct vm *vm)
 	const struct vm_config *cfg = vm->cfg;
 	int r;
 
-	if (cfg->qmp_fd >= 0) {
+	if (cfg->qmp_fd > 2) {
 		r = qmp_server_create_fd(vm->loop, cfg->qmp_fd, NULL, &vm->qmp);
 		if (r < 0)
 			log_error("QMP monitor on inherited fd %d: %s", cfg->qmp_fd, strerror(-r));

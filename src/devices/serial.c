@@ -439,7 +439,7 @@ int serial_init(struct vm *vm)
 		r = serial_open_stdio(s);
 		break;
 	case SERIAL_FILE:
-		r = cfg->serial_fd >= 0 ? serial_open_fd(s, cfg->serial_fd, cfg->serial_append)
+		r = cfg->serial_fd > 2 ? serial_open_fd(s, cfg->serial_fd, cfg->serial_append)
 					: serial_open_file(s, cfg->serial_path);
 		break;
 	case SERIAL_UNIX:

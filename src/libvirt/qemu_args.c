@@ -381,7 +381,8 @@ static int opt_mon(struct qemu_args *qa, const char *v)
 	if (!chr)
 		r = qa_fail(qa, "-mon %s: chardev= is required", v);
 	else if (!mode || strcmp(mode, "control") != 0)
-		r = qa_fail(qa, "-mon %s: kvmm has only the QMP monitor (mode=control)", v);
+		r = qa_fail(qa, "-mon %s: kvmm has only the QMP monitor (mode=control), not the "
+			    "human monitor (mode=readline)", v);
 	else if (qa->mon_chardev || qa->cfg.qmp)
 		r = qa_fail(qa, "-mon %s: kvmm serves one QMP monitor", v);
 	if (r == 0)

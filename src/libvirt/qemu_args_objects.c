@@ -225,7 +225,7 @@ static int qa_chardev_socket(struct qemu_args *qa, struct qprops *p, struct qemu
 		return qa_fail(qa, "-chardev socket,id=%s: give one of fd= and path=", c->id);
 	if (path)
 		return qa_set_str(&c->path, path);
-	if (qprop_uint(fd, 65535, &n) < 0 || !qa_fd_open((int)n))
+	if (qprop_uint(fd, 65535, &n) < 0 || n <= 2 || !qa_fd_open((int)n))
 		return qa_fail(qa, "-chardev socket,id=%s: fd=%s is not an open file descriptor", c->id,
 			       fd);
 	if (fstat((int)n, &st) < 0 || !S_ISSOCK(st.st_mode))

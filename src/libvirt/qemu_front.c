@@ -57,7 +57,7 @@ static int probe_qmp(struct probe *p, const struct vm_config *cfg, struct qmp_se
 {
 	int r;
 
-	if (cfg->qmp_fd >= 0)
+	if (cfg->qmp_fd > 2)
 		r = qmp_server_create_fd(p->loop, cfg->qmp_fd, NULL, s);
 	else if (cfg->qmp)
 		r = qmp_server_create(p->loop, cfg->qmp, NULL, s);
