@@ -3,6 +3,7 @@
 #include <kvmm/hostd.h>
 #include <kvmm/log.h>
 #include <kvmm/qmp.h>
+#include <kvmm/qemu_args.h>
 #include <kvmm/version.h>
 #include <kvmm/vm.h>
 
@@ -72,6 +73,9 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
 	log_from_env();
+	/* Run as kvmm-qemu-system-x86_64 (a symlink), kvmm reads QEMU's command line (libvirt). */
+	if (qemu_front_name(argv[0]))
+		return qemu_front_main(argc, argv);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;

@@ -58,6 +58,17 @@ struct vm_config {
 	char *hostd;              /* hostd socket path, NULL: none */
 	bool no_reboot;           /* a reset stops the VM instead of rebooting it (QEMU -no-reboot) */
 
+	/* Set by the QEMU-compatible front (src/libvirt/qemu_front.c, docs/libvirt.md); `kvmm run`
+	 * leaves the defaults. Inherited fds are above 2; -1 (or 0, as in a zeroed config): none. */
+	int qmp_fd;               /* inherited QMP socket (listening, or one connected client) */
+	int serial_fd;            /* COM1 output to this inherited fd (serial == SERIAL_FILE) */
+	bool serial_append;       /* with serial_fd: set O_APPEND on it (QEMU's append=on) */
+	char *pidfile;            /* written once the QMP socket listens, removed on exit; NULL: none */
+	bool start_paused;        /* -S: vCPUs created but held until QMP cont */
+	bool no_shutdown;         /* -no-shutdown: a guest power-off pauses the VM; the process stays */
+	bool qmp_compat;          /* also register the QEMU-compatibility commands libvirt needs */
+	char uuid[37];            /* -uuid, "" when not given */
+
 	bool help;                /* --help was given: usage printed, nothing to run */
 };
 

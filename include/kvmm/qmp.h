@@ -81,6 +81,11 @@ struct qmp_server_config {
  * functions, but for qmp_server_event(), run on the loop thread or while the loop is idle. */
 int qmp_server_create(struct loop *l, const char *path, const struct qmp_server_config *cfg,
 		      struct qmp_server **out);
+/* The same on an inherited socket fd (QEMU's -chardev socket,fd=N,server=on, as libvirt passes its
+ * monitor): a listening socket is accepted on; a connected one is served as the one client. Takes
+ * fd (closed on failure). -ENOTSOCK if fd is not a socket. */
+int qmp_server_create_fd(struct loop *l, int fd, const struct qmp_server_config *cfg,
+			 struct qmp_server **out);
 /* Serves an already connected stream socket (e.g. one end of a socketpair); takes fd. */
 int qmp_server_add_client(struct qmp_server *s, int fd);
 /* Adds a command table (ended by { NULL }); table and opaque must outlive the server. -EEXIST if a
@@ -114,6 +119,11 @@ int qmp_vm_register(struct qmp_server *s, struct vm *vm);
 int qmp_balloon_register(struct qmp_server *s, struct vm *vm);
 /* x-kvmm-query-memory, x-kvmm-set-memory (src/qmp/mem.c). */
 int qmp_mem_register(struct qmp_server *s, struct vm *vm);
+
+/* The QEMU-compatibility commands libvirt's QEMU driver needs (capability probe, QOM, ...): the
+ * "qprobe" part of issue 9. vm is NULL in probe mode (-machine none). Until that part is merged,
+ * src/libvirt/qmp_compat_stub.c defines a weak stub that registers nothing. */
+int qmp_compat_register(struct qmp_server *s, struct vm *vm);
 
 /* `kvmm qmp SOCKET [COMMAND [JSON]]` (src/qmp/cli.c); argv[0] is "qmp". Returns the exit status. */
 int qmp_cli_main(int argc, char **argv);

@@ -597,6 +597,8 @@ void config_init(struct vm_config *cfg)
 		.mem_share_rate = CONFIG_SHARE_RATE_DEFAULT,
 		.mem_share_cpu = CONFIG_SHARE_CPU_DEFAULT,
 		.serial = SERIAL_STDIO,
+		.qmp_fd = -1,
+		.serial_fd = -1,
 	};
 }
 
@@ -611,6 +613,7 @@ void config_free(struct vm_config *cfg)
 	free(cfg->qmp);
 	free(cfg->serial_path);
 	free(cfg->hostd);
+	free(cfg->pidfile);
 	*cfg = (struct vm_config){ 0 };
 }
 

@@ -1,5 +1,6 @@
 #include <kvmm/mem.h>
 #include <kvmm/boot.h>
+#include <kvmm/daemon.h>
 #include <kvmm/devices.h>
 #include <kvmm/log.h>
 #include <kvmm/hostd.h>
@@ -81,10 +82,46 @@ void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int code, const cha
 	}
 }
 
+static void vm_event_shutdown(struct vm *vm, enum vm_exit_reason why)
+{
+	if (vm->qmp) {
+		json_t *data = json_pack("{s:b, s:s}", "guest", vm_shutdown_causes[why].guest, "reason",
+					 vm_shutdown_causes[why].reason);
+
+		qmp_server_event(vm->qmp, "SHUTDOWN", data);
+		json_decref(data);
+	}
+}
+
+/* -no-shutdown (QEMU's shutdown action "pause"): what the guest or a reset under -no-reboot would
+ * end stops the VM instead; signals, quit and failures still end the process. */
+static bool vm_no_shutdown_pauses(const struct vm *vm, enum vm_exit_reason why)
+{
+	return vm->cfg->no_shutdown && (why == VM_EXIT_POWEROFF || why == VM_EXIT_RESET ||
+					why == VM_EXIT_TRIPLE_FAULT || why == VM_EXIT_QMP_RESET);
+}
+
+/* SHUTDOWN, then the vCPUs parked and STOP, as QEMU's -no-shutdown; the process waits for quit or
+ * a signal (libvirt destroys the domain or restarts it). */
+static void vm_shutdown_pause(struct vm *vm, enum vm_exit_reason why, const char *detail)
+{
+	log_info("%s (%s): paused (-no-shutdown)", vm_exit_names[why], detail);
+	vm_event_shutdown(vm, why);
+	if (atomic_exchange(&vm->pause_requested, true))
+		return;
+	vm_wait_parked(vm);
+	if (vm->qmp)
+		qmp_server_event(vm->qmp, "STOP", NULL);
+}
+
 void vm_stop(struct vm *vm, enum vm_exit_reason why, int code, const char *detail)
 {
 	if (atomic_load(&vm->stopping))
 		return;
+	if (vm_no_shutdown_pauses(vm, why)) {
+		vm_shutdown_pause(vm, why, detail);
+		return;
+	}
 	vm->exit_reason = why;
 	vm->exit_code = code;
 	snprintf(vm->exit_detail, sizeof(vm->exit_detail), "%s", detail);
@@ -94,13 +131,7 @@ void vm_stop(struct vm *vm, enum vm_exit_reason why, int code, const char *detai
 	pthread_mutex_lock(&vm->pause_lock);
 	pthread_cond_broadcast(&vm->pause_cond); /* parked vCPUs see `stopping` */
 	pthread_mutex_unlock(&vm->pause_lock);
-	if (vm->qmp) {
-		json_t *data = json_pack("{s:b, s:s}", "guest", vm_shutdown_causes[why].guest, "reason",
-					 vm_shutdown_causes[why].reason);
-
-		qmp_server_event(vm->qmp, "SHUTDOWN", data);
-		json_decref(data);
-	}
+	vm_event_shutdown(vm, why);
 	loop_stop(vm->loop);
 }
 
@@ -353,6 +384,26 @@ void vm_boot_config(const struct vm *vm, struct boot_config *bc)
 	};
 }
 
+/* The QMP server on --qmp's path, or on the socket the QEMU front inherited (-chardev fd=N). */
+static int vm_create_qmp(struct vm *vm)
+{
+	const struct vm_config *cfg = vm->cfg;
+	int r;
+
+	if (cfg->qmp_fd > 2) {
+		r = qmp_server_create_fd(vm->loop, cfg->qmp_fd, NULL, &vm->qmp);
+		if (r < 0)
+			log_error("QMP monitor on inherited fd %d: %s", cfg->qmp_fd, strerror(-r));
+		return r;
+	}
+	if (!cfg->qmp)
+		return 0;
+	r = qmp_server_create(vm->loop, cfg->qmp, NULL, &vm->qmp);
+	if (r < 0)
+		log_error("--qmp unix:%s: %s", cfg->qmp, strerror(-r));
+	return r;
+}
+
 /* Everything up to a VM ready to run; a failure returns kvmm's exit status for it. */
 static int vm_build(struct vm *vm, struct boot_entry *entry)
 {
@@ -372,15 +423,11 @@ static int vm_build(struct vm *vm, struct boot_entry *entry)
 	    mem_stats_timer(vm->memmgr, vm->loop, cfg->mem_stats_interval) < 0)
 		return VM_EXIT_STATUS_FAILURE;
 	vm->ctl_up = true;
-	if (cfg->qmp) {
-		r = qmp_server_create(vm->loop, cfg->qmp, NULL, &vm->qmp);
-		if (r < 0) {
-			log_error("--qmp unix:%s: %s", cfg->qmp, strerror(-r));
-			return VM_EXIT_STATUS_USAGE;
-		}
-		if (qmp_vm_register(vm->qmp, vm) < 0)
-			return VM_EXIT_STATUS_FAILURE;
-	}
+	if (vm_create_qmp(vm) < 0)
+		return VM_EXIT_STATUS_USAGE;
+	if (vm->qmp && (qmp_vm_register(vm->qmp, vm) < 0 ||
+			(cfg->qmp_compat && qmp_compat_register(vm->qmp, vm) < 0)))
+		return VM_EXIT_STATUS_FAILURE;
 	r = boot_load(&vm->mem, &bc, entry);
 	if (r < 0)
 		return r == -EIO || r == -ENOMEM ? VM_EXIT_STATUS_FAILURE : VM_EXIT_STATUS_USAGE;
@@ -402,7 +449,7 @@ int vm_run(const struct vm_config *cfg)
 	struct vm *vm = calloc(1, sizeof(*vm));
 	struct boot_entry entry;
 	sigset_t old, blocked;
-	int status;
+	int status, pid_fd = -1;
 
 	if (!vm)
 		return VM_EXIT_STATUS_FAILURE;
@@ -418,8 +465,21 @@ int vm_run(const struct vm_config *cfg)
 	status = vm_build(vm, &entry);
 	if (status == 0 && vm_setup_signals(vm, blocked) < 0)
 		status = VM_EXIT_STATUS_FAILURE;
+	if (status == 0 && cfg->pidfile) {
+		int r = pidfile_create(cfg->pidfile, &pid_fd);
+
+		if (r < 0) {
+			log_error("-pidfile %s: %s", cfg->pidfile,
+				  r == -EAGAIN ? "another process holds it" : strerror(-r));
+			status = VM_EXIT_STATUS_FAILURE;
+		}
+	}
 	if (status != 0)
 		goto out;
+	/* -S: the vCPUs start held, as if stopped, until QMP cont (QEMU's prelaunch). */
+	if (cfg->start_paused)
+		atomic_store(&vm->pause_requested, true);
+	daemon_ready();
 
 	log_info("starting %s: %u vCPU%s, %llu MiB (%s), kernel %s", cfg->name ? cfg->name : "vm",
 		 vm->nr_vcpus, vm->nr_vcpus > 1 ? "s" : "", (unsigned long long)(cfg->memory >> 20),
@@ -444,6 +504,7 @@ int vm_run(const struct vm_config *cfg)
 		log_info("stopped: %s", vm_exit_names[vm->exit_reason]);
 out:
 	vm_destroy(vm);
+	pidfile_remove(cfg->pidfile, pid_fd);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return status;
 }

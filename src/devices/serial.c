@@ -334,6 +334,22 @@ out:
 	return r;
 }
 
+/* An fd kvmm inherited (the QEMU front's -add-fd, /dev/fdset/N): written like a file. */
+static int serial_open_fd(struct serial *s, int fd, bool append)
+{
+	int fl;
+
+	s->out_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	fl = s->out_fd < 0 ? -1 : fcntl(s->out_fd, F_GETFL);
+	if (fl < 0 || fcntl(s->out_fd, F_SETFL, fl | O_NONBLOCK | (append ? O_APPEND : 0)) < 0) {
+		int err = errno;
+
+		log_error("serial: inherited fd %d: %s", fd, strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
 static int serial_open_file(struct serial *s, const char *path)
 {
 	/* O_NONBLOCK: a FIFO without a reader fails here (ENXIO) instead of hanging start-up. */
@@ -423,7 +439,8 @@ int serial_init(struct vm *vm)
 		r = serial_open_stdio(s);
 		break;
 	case SERIAL_FILE:
-		r = serial_open_file(s, cfg->serial_path);
+		r = cfg->serial_fd > 2 ? serial_open_fd(s, cfg->serial_fd, cfg->serial_append)
+					: serial_open_file(s, cfg->serial_path);
 		break;
 	case SERIAL_UNIX:
 		r = serial_open_unix(s, cfg->serial_path);

@@ -372,17 +372,14 @@ int qmp_server_event(struct qmp_server *s, const char *name, json_t *data)
 	return 0;
 }
 
-int qmp_server_create(struct loop *l, const char *path, const struct qmp_server_config *cfg,
-		      struct qmp_server **out)
+/* What every server needs, whatever it listens on: settings, the built-in commands, the event
+ * eventfd on the loop. path may be NULL (an inherited socket). */
+static int srv_alloc(struct loop *l, const char *path, const struct qmp_server_config *cfg,
+		     struct qmp_server **out)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct qmp_server *s;
+	struct qmp_server *s = calloc(1, sizeof(*s));
 	int err;
 
-	if (strlen(path) >= sizeof(addr.sun_path))
-		return -ENAMETOOLONG;
-	strcpy(addr.sun_path, path);
-	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->loop = l;
@@ -396,13 +393,59 @@ int qmp_server_create(struct loop *l, const char *path, const struct qmp_server_
 	if (!s->cfg.max_clients)
 		s->cfg.max_clients = QMP_MAX_CLIENTS;
 	pthread_mutex_init(&s->lock, NULL);
-	s->path = strdup(path);
+	s->path = path ? strdup(path) : strdup("inherited socket");
+	s->unlink_path = path != NULL;
 	err = s->path ? qmp_server_register(s, qmp_builtin_commands, s) : -ENOMEM;
 	if (err < 0)
 		goto err_free;
+	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->efd < 0) {
+		err = -errno;
+		goto err_free;
+	}
+	err = loop_add(l, s->efd, EPOLLIN, srv_events, s);
+	if (err < 0)
+		goto err_close_efd;
+	*out = s;
+	return 0;
+
+err_close_efd:
+	close(s->efd);
+err_free:
+	pthread_mutex_destroy(&s->lock);
+	free(s->tables);
+	free(s->path);
+	free(s);
+	return err;
+}
+
+/* Undoes srv_alloc for a server that never served. */
+static void srv_free(struct qmp_server *s)
+{
+	loop_del(s->loop, s->efd);
+	close(s->efd);
+	pthread_mutex_destroy(&s->lock);
+	free(s->tables);
+	free(s->path);
+	free(s);
+}
+
+int qmp_server_create(struct loop *l, const char *path, const struct qmp_server_config *cfg,
+		      struct qmp_server **out)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct qmp_server *s;
+	int err;
+
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(addr.sun_path, path);
 	err = unixsock_clear_stale(&addr);
 	if (err < 0)
-		goto err_free;
+		return err;
+	err = srv_alloc(l, path, cfg, &s);
+	if (err < 0)
+		return err;
 	s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (s->lfd < 0) {
 		err = -errno;
@@ -418,33 +461,66 @@ int qmp_server_create(struct loop *l, const char *path, const struct qmp_server_
 		err = -errno;
 		goto err_unlink;
 	}
-	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (s->efd < 0) {
-		err = -errno;
-		goto err_unlink;
-	}
 	err = loop_add(l, s->lfd, EPOLLIN, srv_accept, s);
 	if (err < 0)
-		goto err_close_efd;
-	err = loop_add(l, s->efd, EPOLLIN, srv_events, s);
-	if (err < 0)
-		goto err_del_listen;
+		goto err_unlink;
 	*out = s;
 	return 0;
 
-err_del_listen:
-	loop_del(l, s->lfd);
-err_close_efd:
-	close(s->efd);
 err_unlink:
 	unlink(path);
 err_close_socket:
 	close(s->lfd);
 err_free:
-	pthread_mutex_destroy(&s->lock);
-	free(s->tables);
-	free(s->path);
-	free(s);
+	srv_free(s);
+	return err;
+}
+
+int qmp_server_create_fd(struct loop *l, int fd, const struct qmp_server_config *cfg,
+			 struct qmp_server **out)
+{
+	struct qmp_server *s;
+	int listening = 0;
+	socklen_t len = sizeof(listening);
+	int flags, err;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	err = srv_alloc(l, NULL, cfg, &s);
+	if (err < 0) {
+		close(fd);
+		return err;
+	}
+	if (!listening) {
+		/* One connected client (a socketpair end): served until it hangs up. */
+		err = conn_new(s, fd);
+		srv_reap(s);
+		if (err < 0) {
+			srv_free(s);
+			return err;
+		}
+		*out = s;
+		return 0;
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		err = -errno;
+		goto err_close;
+	}
+	s->lfd = fd;
+	err = loop_add(l, fd, EPOLLIN, srv_accept, s);
+	if (err < 0)
+		goto err_close;
+	*out = s;
+	return 0;
+
+err_close:
+	close(fd);
+	srv_free(s);
 	return err;
 }
 
@@ -465,9 +541,12 @@ void qmp_server_destroy(struct qmp_server *s)
 	srv_reap(s);
 	loop_del(s->loop, s->efd);
 	close(s->efd);
-	loop_del(s->loop, s->lfd);
-	close(s->lfd);
-	unlink(s->path);
+	if (s->lfd >= 0) {
+		loop_del(s->loop, s->lfd);
+		close(s->lfd);
+	}
+	if (s->unlink_path)
+		unlink(s->path);
 	while ((ev = s->ev_head)) {
 		s->ev_head = ev->next;
 		free(ev);

@@ -38,7 +38,8 @@ struct qmp_event {
 struct qmp_server {
 	struct loop *loop;
 	int lfd, efd;
-	char *path;
+	char *path;        /* the socket's path, or "inherited socket" */
+	bool unlink_path;  /* path is ours to remove */
 	struct qmp_server_config cfg;
 	struct qmp_table *tables;
 	size_t ntables;
