@@ -494,7 +494,7 @@ static void memory_options(struct ctx *c)
 	struct cgroup_policy p;
 	uint64_t overhead = cgroup_overhead(&cg, c->memory, 0);
 	uint64_t bound = cg.max < cg.high ? cg.max : cg.high;
-	uint64_t margin = bound != CGROUP_NO_LIMIT && bound / 64 > 4 * MIB ? bound / 64 : 4 * MIB;
+	uint64_t margin = bound != CGROUP_NO_LIMIT && bound / 32 > 4 * MIB ? bound / 32 : 4 * MIB;
 
 	if (!c->have_memory) {
 		fail(c, "<memory> is missing");

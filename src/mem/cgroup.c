@@ -139,7 +139,7 @@ static int find_mount(const char *mountinfo, char *root, size_t root_len, char *
 			const char *fs = field(sep + 3, len - (size_t)(sep + 3 - line), 0, &flen);
 
 			if (fs && flen == 7 && strncmp(fs, "cgroup2", 7) == 0) {
-				size_t rlen, mlen;
+				size_t rlen = 0, mlen = 0;
 				const char *r = field(line, len, 3, &rlen), *m = field(line, len, 4, &mlen);
 				int e;
 

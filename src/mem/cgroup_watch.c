@@ -17,13 +17,15 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MIB (1ull << 20)
 #define APPLY_STEP (4 * MIB)      /* an overhead-driven change smaller than this is not applied */
 #define MARGIN_MIN (4 * MIB)
 #define MARGIN_STEP (8 * MIB)     /* added per new high/max event */
-#define MEASURE_EVERY 5           /* polls between overhead measurements (they walk pagemap) */
+#define WIDEN_EVERY_MS 2000        /* at most one margin widening per this long: a burst of events
+                                    * is one lesson, not many */
 
 struct cgroup_watch {
 	struct loop *loop;
@@ -38,7 +40,7 @@ struct cgroup_watch {
 	bool applied_ok;
 	uint64_t overhead, extra;     /* measured overhead; margin added after high/max events */
 	struct cgroup_events ev;
-	unsigned polls;
+	uint64_t widened_ms;          /* when the margin last widened */
 	int last_err;
 };
 
@@ -55,11 +57,12 @@ static uint64_t bound_of(const struct cgroup_mem *cg)
 }
 
 /* What kvmm keeps free below the cgroup's value for its reclaim to act in time: the reclaimer
- * measures every 250 ms, and a guest faults pages in faster than that; 1/64 of the value, at
- * least 4 MiB, plus what high/max events have taught, at most a quarter of the value. */
+ * measures every 250 ms and the overhead is measured once a second, while a guest faults pages in
+ * faster than that; 1/32 of the value, at least 4 MiB, plus what high/max events have taught, at
+ * most a quarter of the value. */
 static uint64_t margin_of(const struct cgroup_watch *w, uint64_t bound)
 {
-	uint64_t m = bound == CGROUP_NO_LIMIT ? MARGIN_MIN : bound / 64;
+	uint64_t m = bound == CGROUP_NO_LIMIT ? MARGIN_MIN : bound / 32;
 
 	if (m < MARGIN_MIN)
 		m = MARGIN_MIN;
@@ -67,6 +70,14 @@ static uint64_t margin_of(const struct cgroup_watch *w, uint64_t bound)
 	if (bound != CGROUP_NO_LIMIT && m > bound / 4)
 		m = bound / 4 > MARGIN_MIN ? bound / 4 : MARGIN_MIN;
 	return m;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void read_events(struct cgroup_watch *w, struct cgroup_events *ev)
@@ -148,13 +159,14 @@ static int poll_now(struct cgroup_watch *w, bool force)
 		log_info("cgroup %s: memory limits readable again", w->dir);
 	w->last_err = 0;
 	changed = !w->have || !same_values(&cg, &w->last);
-	if (changed || force || w->polls % MEASURE_EVERY == 0) {
+	/* Every poll: the overhead moves with the guest (page tables, KVM's, the kernel's objects), and
+	 * measured only now and then it lagged behind a guest filling its memory into the limit. */
+	{
 		int64_t consumed = w->ops.consumed ? w->ops.consumed(w->ops.opaque) : -1;
 		uint64_t used = cg.current > cg.file ? cg.current - cg.file : 0;
 
 		w->overhead = cgroup_overhead(&cg, w->cfg.memory, consumed < 0 ? used : (uint64_t)consumed);
 	}
-	w->polls++;
 	margin = margin_of(w, bound_of(&cg));
 	cgroup_map(&cg, w->cfg.memory, w->overhead, margin, w->cfg.base_limit, w->cfg.base_reservation, &p);
 	if (cg.bind[0])
@@ -202,8 +214,10 @@ void cgroup_watch_events(struct cgroup_watch *w)
 			 (unsigned long long)(ev.oom_kill - old.oom_kill));
 	if (ev.high <= old.high && ev.max <= old.max)
 		return;
-	if (bound == CGROUP_NO_LIMIT || margin_of(w, bound) >= bound / 4)
+	if (bound == CGROUP_NO_LIMIT || margin_of(w, bound) >= bound / 4 ||
+	    (w->widened_ms && now_ms() - w->widened_ms < WIDEN_EVERY_MS))
 		return;
+	w->widened_ms = now_ms();
 	w->extra += MARGIN_STEP;
 	log_warn("cgroup %s: memory.%s reached (the kernel %s kvmm): kvmm's margin is now %s",
 		 w->ev_dir, ev.max > old.max ? "max" : "high",

@@ -315,8 +315,8 @@ Test(cgroup_tree, watch_follows_changes)
 	cr_assert_eq(cgroup_watch_poll(w), 1);
 	cr_assert_eq(applies, 2);
 	cgroup_watch_current(w, &p, &margin);
-	cr_assert_eq(margin, 8 * MIB);
-	cr_assert_eq(got_limit, 512 * MIB - 12 * MIB - 8 * MIB);
+	cr_assert_eq(margin, 16 * MIB);
+	cr_assert_eq(got_limit, 512 * MIB - 12 * MIB - 16 * MIB);
 	cr_assert_eq(p.limit, got_limit);
 	cr_assert_eq(cgroup_watch_poll(w), 0);
 
@@ -339,7 +339,7 @@ Test(cgroup_tree, watch_bad_contents_keep_the_limit)
 	cr_assert_eq(cgroup_watch_poll(w), -EINVAL);
 	cr_assert_eq(cgroup_watch_poll(w), -EINVAL);
 	cr_assert_eq(applies, 2);
-	cr_assert_eq(got_limit, 492 * MIB);
+	cr_assert_eq(got_limit, 484 * MIB);
 	/* Every memory file gone: no change either. */
 	snprintf(path, sizeof(path), "%s/memory.max", emu); unlink(path);
 	snprintf(path, sizeof(path), "%s/memory.high", emu); unlink(path);
@@ -350,7 +350,7 @@ Test(cgroup_tree, watch_bad_contents_keep_the_limit)
 	/* Readable again. */
 	put(dom, "memory.max", "805306368\n");
 	cr_assert_eq(cgroup_watch_poll(w), 1);
-	cr_assert_eq(got_limit, 768 * MIB - 12 * MIB - 12 * MIB);
+	cr_assert_eq(got_limit, 768 * MIB - 12 * MIB - 24 * MIB);
 	cgroup_watch_destroy(w);
 }
 

@@ -117,8 +117,8 @@ Test(libvirt_import, memtune, .timeout = 10)
 
 	cr_assert_eq(load("memtune.xml", &imp), 0, "%s", imp.error);
 	cr_assert_str_eq(opt(&imp, "--memory"), "1073741824"); /* KiB by default */
-	/* soft_limit 640M binds: 640M - overhead 12M (8M + 1G/256) - margin 10M (640M/64). */
-	cr_assert_eq(strtoull(opt(&imp, "--mem-limit"), NULL, 10), 618 * MIB);
+	/* soft_limit 640M binds: 640M - overhead 12M (8M + 1G/256) - margin 20M (640M/32). */
+	cr_assert_eq(strtoull(opt(&imp, "--mem-limit"), NULL, 10), 608 * MIB);
 	/* min_guarantee 256M - overhead. */
 	cr_assert_eq(strtoull(opt(&imp, "--mem-reservation"), NULL, 10), 244 * MIB);
 	cr_assert_str_eq(opt(&imp, "--mem-backend"), "memfd");
