@@ -1,6 +1,7 @@
 /* kvmm: subcommand dispatch only. */
 #include <kvmm/config.h>
 #include <kvmm/hostd.h>
+#include <kvmm/libvirt_import.h>
 #include <kvmm/log.h>
 #include <kvmm/qmp.h>
 #include <kvmm/qemu_args.h>
@@ -18,13 +19,6 @@ struct subcommand {
 	const char *summary;
 	int (*run)(int argc, char **argv);
 };
-
-static int not_yet(int argc, char **argv)
-{
-	(void)argc;
-	log_error("'kvmm %s' is not available in this build yet", argv[0]);
-	return 1;
-}
 
 static int cmd_run(int argc, char **argv)
 {
@@ -58,7 +52,7 @@ static const struct subcommand subcommands[] = {
 	{ "qmp", "SOCKET [COMMAND [JSON]]", "send a QMP command, or an interactive prompt", qmp_cli_main },
 	{ "top", "--hostd SOCKET [--once]", "live per-VM memory view", top_main },
 	{ "hostd", "--socket PATH [options]", "host memory scheduler for all VMs on the machine", hostd_main },
-	{ "import-libvirt", "DOMAIN.xml", "run a libvirt domain definition", not_yet },
+	{ "import-libvirt", "DOMAIN.xml", "run a libvirt domain definition", libvirt_import_main },
 };
 
 static void usage(FILE *out)

@@ -13,6 +13,9 @@ enum serial_kind { SERIAL_STDIO, SERIAL_FILE, SERIAL_UNIX };
 /* How the memory manager captures a page (DESIGN.md section 4): auto picks wp (measured faster),
  * else move; the others force one path (tests run both). */
 enum mem_capture_choice { MEM_CAPTURE_AUTO, MEM_CAPTURE_FORCE_MOVE, MEM_CAPTURE_FORCE_WP };
+/* --mem-cgroup: follow the process's cgroup v2 memory limits (kvmm/cgroup.h). auto: when the
+ * process's own cgroup has the memory controller (a memory.max file; the root cgroup has none). */
+enum mem_cgroup_mode { MEM_CGROUP_AUTO, MEM_CGROUP_ON, MEM_CGROUP_OFF };
 
 #define CONFIG_MAX_CPUS 255
 #define CONFIG_DEFAULT_MEMORY (512ull << 20)
@@ -46,6 +49,7 @@ struct vm_config {
 	unsigned mem_share_cpu;   /* scanner CPU percent of one core, 1-100 */
 	enum mem_capture_choice mem_capture;
 	unsigned mem_stats_interval; /* seconds between memory stats log lines, 0: none */
+	enum mem_cgroup_mode mem_cgroup; /* default auto */
 
 	bool balloon;
 	bool balloon_deflate_on_oom;

@@ -24,6 +24,7 @@ struct hostd_client;
 struct balloon;
 struct balloon_dev;
 struct memmgr;
+struct cgroup_watch;
 
 /* Why a VM stops. kvmm's exit status: 0 for POWEROFF, RESET and QMP_RESET, the guest's value for
  * DEBUG_EXIT, 0 for SIGNAL and QUIT, 1 for TRIPLE_FAULT and INTERNAL. RESET, QMP_RESET and
@@ -76,6 +77,7 @@ struct vm {
 
 	struct qmp_server *qmp;   /* --qmp; NULL without */
 	struct hostd_client *hostd; /* --hostd; NULL without (kvmm/hostd.h) */
+	struct cgroup_watch *cgroup; /* --mem-cgroup; NULL when not followed (kvmm/cgroup.h) */
 
 	/* Reset (src/core/reset.c): the irqchip and PIT state KVM created, written back at each
 	 * reset; reset_hold keeps every vCPU parked from the request until the reset is done. */
@@ -120,6 +122,12 @@ void vm_request_reset(struct vm *vm, enum vm_reset_cause why, const char *detail
 int vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 bool vm_is_paused(const struct vm *vm);
+
+/* A live change of the memory limit and reservation (bytes; UINT64_MAX keeps one), on the loop
+ * thread: checked by the memory manager, agreed with hostd when the VM has one, then applied.
+ * 0, or -errno with the reason in why (nothing changed). QMP's x-kvmm-set-memory and the
+ * cgroup watcher (src/core/vm_cgroup.c) change them this way. */
+int vm_set_mem_limits(struct vm *vm, uint64_t limit, uint64_t reservation, char *why, size_t len);
 
 /* Runs a VM for `kvmm run` from start to exit; returns kvmm's exit status. */
 int vm_run(const struct vm_config *cfg);

@@ -330,6 +330,17 @@ static int set_capture(struct config_ctx *ctx, const char *value)
 	return 0;
 }
 
+static int set_mem_cgroup(struct config_ctx *ctx, const char *value)
+{
+	static const char *const names[] = { "auto", "on", "off", NULL };
+	int mode = parse_choice(value, names);
+
+	if (mode < 0)
+		return config_fail(ctx, -EINVAL, "'%s' is not valid: use on, off or auto", value);
+	ctx->cfg->mem_cgroup = (enum mem_cgroup_mode)mode;
+	return 0;
+}
+
 static int set_stats_interval(struct config_ctx *ctx, const char *value)
 {
 	uint64_t n;
@@ -537,6 +548,8 @@ static const struct config_option config_options[] = {
 	{ "mem-compress-max", 0, required_argument, false, "PCT", "compression cache cap, 1 to 100% of memory (default 10%)", set_compress_max },
 	{ "mem-swap", 0, required_argument, false, "FILE[,size=SIZE]|off", "per-VM swap file, created and deleted by kvmm; size\n"
 	  "defaults to --memory (default off)", set_swap },
+	{ "mem-cgroup", 0, required_argument, false, "on|off|auto", "follow the process's cgroup v2 memory.max/high/low\n"
+	  "(default auto: when its cgroup has the memory controller)", set_mem_cgroup },
 	{ "mem-backend", 0, required_argument, false, "anon|memfd|hugetlb|thp", "how guest RAM is allocated (default anon)", set_backend },
 	{ "balloon", 0, optional_argument, false, "[=OPTS]", "virtio-balloon (default off); OPTS: deflate-on-oom,\n"
 	  "free-page-reporting,stats-interval=SECONDS", set_balloon },

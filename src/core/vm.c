@@ -352,6 +352,7 @@ static void vm_destroy(struct vm *vm)
 	if (vm->devices_up)
 		devices_exit(vm);
 	qmp_server_destroy(vm->qmp);
+	vm_cgroup_stop(vm);
 	hostd_client_destroy(vm->hostd);
 	if (vm->ctl_up)
 		ctl_destroy(&vm->ctl);
@@ -438,6 +439,8 @@ static int vm_build(struct vm *vm, struct boot_entry *entry)
 		return VM_EXIT_STATUS_FAILURE;
 	/* Admission control: hostd may refuse the VM; it then exits before any vCPU runs. */
 	if (cfg->hostd && hostd_client_start(&vm->hostd, vm->loop, vm->memmgr, cfg) < 0)
+		return VM_EXIT_STATUS_FAILURE;
+	if (vm_cgroup_start(vm) < 0)
 		return VM_EXIT_STATUS_FAILURE;
 	if (vm_create_vcpus(vm) < 0 || x86_vcpu_boot(&vm->vcpus[0], entry) < 0)
 		return VM_EXIT_STATUS_FAILURE;

@@ -25,4 +25,9 @@ void vm_reset(struct vm *vm, enum vm_reset_cause why, const char *detail);
  * fd for dirty logging; after devices_init, before the vCPUs run. */
 int vm_mem_hooks(struct vm *vm);
 
+/* vm_cgroup.c: --mem-cgroup: follows the process's cgroup memory limits from the loop (after
+ * the memory manager and hostd's link are up); stop before the loop goes. */
+int vm_cgroup_start(struct vm *vm);
+void vm_cgroup_stop(struct vm *vm);
+
 #endif

@@ -63,6 +63,8 @@ static int choose_capture(struct memmgr *m)
 
 	if (m->cfg->hostd && !(m->cfg->mem_limit && m->cfg->mem_limit < m->gm->ram_size))
 		snprintf(opt, sizeof(opt), "--hostd");
+	else if (m->cfg->mem_cgroup == MEM_CGROUP_ON && !(m->cfg->mem_limit && m->cfg->mem_limit < m->gm->ram_size))
+		snprintf(opt, sizeof(opt), "--mem-cgroup on");
 
 	if (m->mode == MEM_SHARE_ZERO || m->mode == MEM_SHARE_TPS)
 		snprintf(opt, sizeof(opt), "--mem-share %s", mem_share_name(m->mode));
@@ -207,7 +209,8 @@ int mem_create(struct memmgr **out, struct gmem *gm, const struct vm_config *cfg
 		/* Without sharing, a limit below the memory still needs pages taken and faulted
 		 * back: the same userfaultfd and capture; so does a VM under hostd, whose target
 		 * can come down at any time. */
-		if (((cfg->mem_limit && cfg->mem_limit < gm->ram_size) || (cfg->hostd && gmem_small_pages(gm))) &&
+		if (((cfg->mem_limit && cfg->mem_limit < gm->ram_size) ||
+		     ((cfg->hostd || cfg->mem_cgroup == MEM_CGROUP_ON) && gmem_small_pages(gm))) &&
 		    ((r = choose_capture(m)) < 0 || (r = setup_uffd(m)) < 0))
 			return r;
 		break;
