@@ -26,8 +26,19 @@
  * that the guest has written since, times the guest's size; without manual protection, the pages
  * written within the last ACTIVE_PERIODS periods. A window, not one period: a guest cycling
  * through its working set slowly (as under nested TCG) touches only part of it every 2 s. Reads
- * are seen only through refaults: see docs/architecture.md. */
+ * are seen only through refaults: see docs/architecture.md.
+ *
+ * Resting: KVM maps a memslot with dirty logging on only with 4 KiB pages, and a guest on 4 KiB
+ * pages runs its memory-bound code far slower (3x here under nested TCG, docs/benchmarks.md). So
+ * after CALM_PERIODS aging periods at or under the target with no fault and nothing asked of the
+ * balloon, the reclaimer turns the dirty log off and freezes ages and the active estimate;
+ * KVM then maps huge pages again where the host has them, and the reclaimer gives fully present
+ * 2 MiB windows their huge page back (MADV_COLLAPSE: userfaultfd keeps the kernel's own faults
+ * from ever making one). Over the target it turns the log back on: nothing is armed then, so
+ * slices and second chances arm pages again (two periods) before any can be taken. Only with manual protection:
+ * without it, turning the log on write-protects everything at once. */
 #include "mem_internal.h"
+#include "uffd_compat.h"
 
 #include <kvmm/log.h>
 #include <kvmm/policy.h>
@@ -39,6 +50,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,6 +65,11 @@
 #define BALLOON_MAX_PCT 65         /* ESX Mem.CtlMaxPercent */
 #define HOLD_PAGES 64u             /* pages per lock hold: a guest fault waits for at most these */
 #define SLICES 64u                 /* manual protection: one slice re-armed per period */
+#define CALM_PERIODS 5u            /* aging periods with nothing to do before the reclaimer rests */
+#define COLLAPSE_PER_TICK 4u       /* 2 MiB windows given back their huge page per tick, resting */
+#define COLLAPSE_LOOK 128u         /* windows looked at per tick, resting */
+#define COLLAPSE_AGAIN_MS 30000    /* resting: a new collapse pass this long after the last */
+#define WINDOW_PAGES 512u          /* 2 MiB */
 
 struct reclaimer {
 	uint64_t now_ms, next_age_ms;
@@ -69,6 +86,11 @@ struct reclaimer {
 	double active_fast, active_slow;
 	uint64_t hist[256];             /* armed present pages per age, at the last aging pass */
 	uint64_t hist_written[256];     /* present pages not armed, per age */
+	unsigned calm;                  /* aging passes in a row with room, no fault, nothing to do */
+	uint64_t calm_faults;
+	bool resting;                   /* dirty log off; ages and the active estimate frozen */
+	size_t collapse_hand;           /* next window to collapse while resting */
+	uint64_t collapse_again_ms;
 };
 
 static uint64_t now_ms(void)
@@ -360,18 +382,109 @@ static void balloon_return(struct memmgr *m, uint64_t room)
 		atomic_store(&m->balloon_asked, asked - give);
 }
 
+/* Resting: a few windows whose pages are all present and private become huge pages again. */
+static void collapse_some(struct memmgr *m, struct reclaimer *rc)
+{
+	uint64_t pm[WINDOW_PAGES];
+	unsigned done = 0;
+
+	if (rc->collapse_hand >= m->pages) {
+		if (rc->now_ms < rc->collapse_again_ms)
+			return;
+		rc->collapse_hand = 0;
+	}
+	for (unsigned looked = 0; looked < COLLAPSE_LOOK && done < COLLAPSE_PER_TICK; looked++) {
+		size_t lo = rc->collapse_hand;
+		uint8_t *hva = mem_hva(m, lo);
+		bool whole;
+
+		if (lo + WINDOW_PAGES > m->pages) {
+			rc->collapse_hand = m->pages;
+			rc->collapse_again_ms = rc->now_ms + COLLAPSE_AGAIN_MS;
+			return;
+		}
+		rc->collapse_hand = lo + WINDOW_PAGES;
+		if ((uintptr_t)hva & (WINDOW_PAGES * MEM_PAGE - 1))
+			continue;
+		mem_lock_background(m);
+		whole = pagemap_read(m, lo, WINDOW_PAGES, pm) == 0;
+		for (size_t k = 0; whole && k < WINDOW_PAGES; k++)
+			whole = pstate_get(&m->ps, lo + k) == PS_PRESENT && !pstate_file_vma(&m->ps, lo + k) &&
+				mem_pm_private(m, lo + k, pm[k]);
+		pthread_mutex_unlock(&m->lock);
+		/* Unlocked: a page taken meanwhile leaves a hole, and the kernel then refuses. */
+		if (whole && madvise(hva, WINDOW_PAGES * MEM_PAGE, MADV_COLLAPSE) == 0)
+			done++;
+	}
+}
+
+/* Called once per tick that ends with consumed at or under the target. */
+static void rest(struct memmgr *m, struct reclaimer *rc, bool aged)
+{
+	uint64_t faults = atomic_load(&m->faults);
+
+	if (!m->dirty_manual || !rc->armed || m->vm_fd < 0)
+		return;
+	if (rc->resting) {
+		collapse_some(m, rc);
+		return;
+	}
+	if (!aged)
+		return;
+	if (faults == rc->calm_faults && !rc->arm_need && rc->now_ms >= rc->balloon_until &&
+	    !atomic_load(&m->balloon_asked))
+		rc->calm++;
+	else
+		rc->calm = 0;
+	rc->calm_faults = faults;
+	if (rc->calm < CALM_PERIODS)
+		return;
+	if (dirty_log(m, false) < 0) {
+		rc->calm = 0;
+		return;
+	}
+	rc->resting = true;
+	rc->collapse_hand = 0;
+	rc->collapse_again_ms = 0;
+	log_debug("memory: nothing to reclaim for %u s: write tracking off, huge pages back",
+		  CALM_PERIODS * AGE_PERIOD_MS / 1000);
+}
+
+/* Over the target: write tracking on again; every page must be armed anew. */
+static void wake(struct memmgr *m, struct reclaimer *rc)
+{
+	int r;
+
+	rc->calm = 0;
+	if (!rc->resting)
+		return;
+	rc->resting = false;
+	memset(rc->armed, 0, (m->pages + 63) / 64 * 8);
+	rc->next_age_ms = rc->now_ms + AGE_PERIOD_MS;
+	if ((r = dirty_log(m, true)) < 0) {
+		log_error("memory: turning the KVM dirty log back on: %s; pages age without write tracking",
+			  strerror(-r));
+		m->vm_fd = -1;
+		return;
+	}
+	log_debug("memory: over the target: write tracking on");
+}
+
 static void tick(struct memmgr *m, struct reclaimer *rc)
 {
 	uint64_t target = mem_target(m) / MEM_PAGE, consumed, refaults, slack;
 	size_t want, taken;
+	bool aged = false;
 
 	rc->now_ms = now_ms();
-	if (rc->now_ms >= rc->next_age_ms) {
+	if (!rc->resting && rc->now_ms >= rc->next_age_ms) {
 		age(m, rc);
 		rc->next_age_ms = rc->now_ms + AGE_PERIOD_MS;
+		aged = true;
 	}
 	if (target >= m->pages && !atomic_load(&m->balloon_asked)) {
 		set_over_target(m, false);
+		rest(m, rc, aged);
 		return;
 	}
 	/* Walking the whole pagemap (a 2 GiB guest has 524288 entries) is the dearest part of a tick.
@@ -387,10 +500,13 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 	}
 	set_over_target(m, consumed >= target);
 	slack = target / 100 > 256 ? target / 100 : 256; /* 1%, at least 1 MiB */
+	if (consumed > target)
+		wake(m, rc);
 	if (consumed <= target) {
 		rc->taken_tick = 0;
 		if (consumed + 8 * slack < target)
 			balloon_return(m, (target - consumed - 4 * slack) * MEM_PAGE);
+		rest(m, rc, aged);
 		return;
 	}
 	if (balloon_step(m, rc, (consumed - target + slack) * MEM_PAGE))
