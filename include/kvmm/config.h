@@ -70,7 +70,6 @@ struct vm_config {
 	char *pidfile;            /* written once the QMP socket listens, removed on exit; NULL: none */
 	bool start_paused;        /* -S: vCPUs created but held until QMP cont */
 	bool no_shutdown;         /* -no-shutdown: a guest power-off pauses the VM; the process stays */
-	bool qmp_compat;          /* also register the QEMU-compatibility commands libvirt needs */
 	char uuid[37];            /* -uuid, "" when not given */
 
 	bool help;                /* --help was given: usage printed, nothing to run */

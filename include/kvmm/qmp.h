@@ -49,6 +49,7 @@ struct qmp_param {
 	const char *name;
 	enum qmp_type type;
 	bool optional;
+	const char *schema; /* its query-qmp-schema type (src/qmp/schema.c); NULL: the builtin */
 };
 
 /* Checks args (an object) against params (ended by { NULL }; NULL: the command takes no
@@ -67,6 +68,10 @@ struct qmp_command {
 	const char *name;
 	qmp_handler fn;
 	const struct qmp_param *params;
+	/* For query-qmp-schema (QEMU's SchemaInfo): the return type's name in src/qmp/schema.c's
+	 * table (NULL: "any") and the command's features, NULL-ended (NULL: none). */
+	const char *ret;
+	const char *const *features;
 };
 
 struct qmp_server_config {
@@ -114,15 +119,20 @@ void qmp_client_close(struct qmp_client *c);
  * system_powerdown, query-cpus-fast, query-memory-size-summary. The handlers run on the VM's loop thread. */
 struct vm;
 int qmp_vm_register(struct qmp_server *s, struct vm *vm);
-/* balloon, query-balloon, x-kvmm-query-balloon, qom-get/qom-set/qom-list for the balloon's QOM
- * properties (src/qmp/balloon.c); qmp_vm_register adds them. */
+/* balloon, query-balloon, x-kvmm-query-balloon (src/qmp/balloon.c); qmp_vm_register adds them.
+ * The balloon's QOM properties are in the QOM tree (src/qmp/qom.c, qmp_compat_register). */
 int qmp_balloon_register(struct qmp_server *s, struct vm *vm);
 /* x-kvmm-query-memory, x-kvmm-set-memory (src/qmp/mem.c). */
 int qmp_mem_register(struct qmp_server *s, struct vm *vm);
 
-/* The QEMU-compatibility commands libvirt's QEMU driver needs (capability probe, QOM, ...): the
- * "qprobe" part of issue 9. vm is NULL in probe mode (-machine none). Until that part is merged,
- * src/libvirt/qmp_compat_stub.c defines a weak stub that registers nothing. */
+/* What libvirt's QEMU driver asks beyond kvmm's own commands (docs/libvirt.md, "QMP for
+ * libvirt"): query-qmp-schema built from every table registered on s (call this last, or at
+ * least before clients connect; it finds the tables at each query), the probe commands
+ * (query-target, query-kvm, qom-list-types, device-list-properties, qom-list-properties,
+ * query-machines, query-cpu-definitions, query-cpu-model-expansion, ...) and, with a VM, the
+ * domain monitor's (set-action, query-chardev, query-hotpluggable-cpus, the QOM tree of the
+ * vCPUs and the balloon, ...). vm NULL: probe mode, a VM-less server (`-machine none`).
+ * qmp_vm_register() calls it with its VM. */
 int qmp_compat_register(struct qmp_server *s, struct vm *vm);
 
 /* `kvmm qmp SOCKET [COMMAND [JSON]]` (src/qmp/cli.c); argv[0] is "qmp". Returns the exit status. */

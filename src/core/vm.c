@@ -426,8 +426,7 @@ static int vm_build(struct vm *vm, struct boot_entry *entry)
 	vm->ctl_up = true;
 	if (vm_create_qmp(vm) < 0)
 		return VM_EXIT_STATUS_USAGE;
-	if (vm->qmp && (qmp_vm_register(vm->qmp, vm) < 0 ||
-			(cfg->qmp_compat && qmp_compat_register(vm->qmp, vm) < 0)))
+	if (vm->qmp && qmp_vm_register(vm->qmp, vm) < 0)
 		return VM_EXIT_STATUS_FAILURE;
 	r = boot_load(&vm->mem, &bc, entry);
 	if (r < 0)

@@ -607,7 +607,6 @@ static int qa_finish(struct qemu_args *qa)
 		r = qa_resolve_chardevs(qa);
 	if (r)
 		return r;
-	cfg->qmp_compat = true;
 	cfg->mem_shares = (uint64_t)CONFIG_SHARES_NORMAL * (cfg->memory >> 20);
 	/* A capability probe runs no guest, so any accelerator may be asked about (libvirt probes
 	 * accel=tcg too); a guest runs only under KVM. */

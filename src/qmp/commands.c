@@ -139,5 +139,7 @@ int qmp_vm_register(struct qmp_server *s, struct vm *vm)
 
 	if (r == 0)
 		r = qmp_balloon_register(s, vm);
-	return r < 0 ? r : qmp_mem_register(s, vm);
+	if (r == 0)
+		r = qmp_mem_register(s, vm);
+	return r < 0 ? r : qmp_compat_register(s, vm);
 }

@@ -4,7 +4,8 @@ classes for bad input, query-status / stop / cont with STOP and RESUME events re
 client, query-cpus-fast (real vCPU thread ids), query-memory-size-summary, the `kvmm qmp` client,
 system_reset (RESET to every client, the guest boots again), system_reset while paused, and quit
 (SHUTDOWN event, exit status 0, socket removed); then system_reset under --no-reboot (kvmm exits
-with QEMU's SHUTDOWN reason)."""
+with QEMU's SHUTDOWN reason); then libvirt's probe and domain-start QMP sequences replayed, and
+SIGTERM's SHUTDOWN event."""
 import json
 import os
 import stat
@@ -121,4 +122,45 @@ status = vm.wait()
 check(status == 0, f"--no-reboot: kvmm exits 0 (got {status})")
 check("RESET" not in json.dumps(a.events), "--no-reboot: no RESET event")
 check(vm.text().count("KVMM guest=test event=banner") == 1, "--no-reboot: the guest did not boot again")
+# libvirt's own sequences (tests/integration/data/libvirt-qmp-commands.jsonl, recorded from libvirt
+# 9.0 driving QEMU 7.2): its capability probe and its domain start up to cont, replayed against a
+# VM with a balloon. Every reply must be a return, but for the errors QEMU gives libvirt too:
+# DeviceNotFound for devices kvmm has not, GenericError for SEV and SGX.
+TOLERATED = {("device-list-properties", "DeviceNotFound"),
+             ("query-sev-capabilities", "GenericError"), ("query-sgx-capabilities", "GenericError")}
+replay = [json.loads(line) for line in open(os.path.join(os.path.dirname(__file__), "data",
+                                                          "libvirt-qmp-commands.jsonl"))
+          if not line.startswith("#")]
+vm = Vm(["-m", "256M", "--balloon", "--qmp", f"unix:{sock}", "--kernel", TEST_GUEST,
+         "--append", "test=idle:600"], timeout=300)
+check(vm.expect("KVMM guest=test event=banner"), "libvirt replay: the guest runs")
+a = Qmp(sock)
+cpu_props, bad = [], []
+for c in replay:
+    if c["execute"] == "x-replay-cpu-qom-gets":
+        todo = [("qom-get", {"path": "/machine/unattached/device[0]", "property": p["name"]})
+                for p in cpu_props if p["type"] == "bool" or p["name"] == "unavailable-features"]
+    else:
+        todo = [(c["execute"], c.get("arguments"))]
+    for name, args in todo:
+        r = a.cmd(name, args) or {}
+        if "return" in r:
+            if name == "qom-list" and args["path"].startswith("/machine/unattached/"):
+                cpu_props = r["return"]
+            continue
+        if (name, r.get("error", {}).get("class")) not in TOLERATED:
+            bad.append((c["phase"], name, args, r))
+check(not bad, f"libvirt replay: every command answered ({len(bad)} not: {bad[:5]})")
+check(len(cpu_props) > 100, f"libvirt replay: the vCPU lists its CPUID features ({len(cpu_props)} properties)")
+r = a.cmd("query-qmp-schema") or {}
+names = {e["name"] for e in r.get("return", [])}
+check({"query-qmp-schema", "device_add", "qom-get", "BALLOON_CHANGE", "SHUTDOWN"} <= names,
+      "libvirt replay: the schema has kvmm's commands and events")
+r = a.cmd("qom-get", {"path": "/machine/unattached/device[0]", "property": "lm"}) or {}
+check(r.get("return") is True, f"libvirt replay: the vCPU is 64-bit (lm) as KVM gives it ({r})")
+vm.proc.terminate()
+e = a.event("SHUTDOWN", 60, vm)
+check(e is not None and e["data"] == {"guest": False, "reason": "host-signal"},
+      f"libvirt replay: SIGTERM (virsh destroy) gives QEMU's SHUTDOWN host-signal ({e})")
+check(vm.wait() == 0, "libvirt replay: kvmm exits 0 on SIGTERM")
 finish()

@@ -121,7 +121,6 @@ Test(qemu_args, libvirt_domain_command_line)
 	cr_expect_str_eq(qa.cfg.append, "console=ttyS0 quiet");
 	cr_expect(qa.cfg.balloon);
 	cr_expect(!qa.cfg.balloon_deflate_on_oom);
-	cr_expect(qa.cfg.qmp_compat);
 	cr_expect(!qa.daemonize);
 }
 
