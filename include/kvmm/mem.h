@@ -145,6 +145,11 @@ int mem_check_limits(struct memmgr *m, uint64_t *limit, uint64_t *reservation);
  * hostd's link), and what the kernel allocates without asking kvmm: copy-on-write of a page that
  * was mapped to the zero page or to a pool page before the block. */
 int mem_set_host_target(struct memmgr *m, uint64_t target, unsigned techniques);
+/* Makes the target hard, as hostd's BLOCK does, for a limit the kernel enforces above kvmm (a
+ * cgroup's memory.max: past it, the kernel's OOM killer): allocating guest faults wait while the VM
+ * is at or over its target. Except when the reclaimer cannot take anything for 2 s (nothing
+ * reclaimable, swap full): then faults are served, and a warning says the limit is not held. */
+void mem_set_hard_limit(struct memmgr *m, bool on);
 
 /* What the memory manager needs from the VM around it; any member may be NULL. Called from the
  * manager's threads. */

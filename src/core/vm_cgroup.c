@@ -84,6 +84,9 @@ int vm_cgroup_start(struct vm *vm)
 	r = cgroup_watch_start(&vm->cgroup, vm->loop, &wc, &ops);
 	if (r < 0)
 		log_error("--mem-cgroup: cannot watch %s: %s", dir, strerror(-r));
+	/* Past memory.max the kernel kills the VM: kvmm's limit under it must hold, not converge. */
+	else if (vm->memmgr)
+		mem_set_hard_limit(vm->memmgr, true);
 	return r;
 }
 

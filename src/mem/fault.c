@@ -217,8 +217,8 @@ static void hold(struct memmgr *m, struct holding *h, const struct uffd_msg *msg
 	/* Debug only: under a lasting block this comes and goes with every reclaimer tick;
 	 * mem_set_host_target logs the block itself, the stats count the waits. */
 	if (!h->n)
-		log_debug("memory: hostd blocks allocation and this VM holds its target: guest faults "
-			  "that allocate wait");
+		log_debug("memory: allocation is blocked (hostd's low state, or a hard limit) and this VM "
+			  "holds its target: guest faults that allocate wait");
 	h->f[h->n++] = (struct held){ .msg = *msg, .since_ns = now_ns() };
 	atomic_fetch_add(&m->blocked_faults, 1);
 	atomic_store(&m->blocked_now, h->n);

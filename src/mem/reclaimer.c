@@ -70,6 +70,7 @@
 #define COLLAPSE_LOOK 128u         /* windows looked at per tick, resting */
 #define COLLAPSE_AGAIN_MS 30000    /* resting: a new collapse pass this long after the last */
 #define WINDOW_PAGES 512u          /* 2 MiB */
+#define STUCK_TICKS 8u             /* over the target, nothing taken: a hard limit stops holding */
 
 struct reclaimer {
 	uint64_t now_ms, next_age_ms;
@@ -91,6 +92,7 @@ struct reclaimer {
 	bool resting;                   /* dirty log off; ages and the active estimate frozen */
 	size_t collapse_hand;           /* next window to collapse while resting */
 	uint64_t collapse_again_ms;
+	unsigned stuck_ticks;           /* ticks in a row over the target with nothing taken */
 };
 
 static uint64_t now_ms(void)
@@ -113,7 +115,9 @@ uint64_t mem_target(struct memmgr *m)
 
 bool mem_blocked(struct memmgr *m)
 {
-	return (atomic_load(&m->host_tech) & POLICY_TECH_BLOCK) && atomic_load(&m->over_target) &&
+	bool hard = atomic_load(&m->hard) && !atomic_load(&m->stuck);
+
+	return ((atomic_load(&m->host_tech) & POLICY_TECH_BLOCK) || hard) && atomic_load(&m->over_target) &&
 	       !atomic_load(&m->stopping) && !(m->hooks.stopping && m->hooks.stopping(m->hooks.opaque));
 }
 
@@ -298,8 +302,9 @@ static unsigned techniques(struct memmgr *m)
 									 POLICY_TECH_ALL;
 }
 
-/* Takes up to `want` armed pages at least m->min_age old, from the clock hand on. */
-static size_t sweep(struct memmgr *m, const struct reclaimer *rc, size_t want)
+/* Takes up to `want` armed pages at least m->min_age old, from the clock hand on; with `unproven`,
+ * written pages too (their age: periods since last seen written). */
+static size_t sweep(struct memmgr *m, const struct reclaimer *rc, size_t want, bool unproven)
 {
 	unsigned tech = techniques(m);
 	bool zc = tech & POLICY_TECH_COMPRESS, sw = tech & POLICY_TECH_SWAP;
@@ -319,7 +324,7 @@ static size_t sweep(struct memmgr *m, const struct reclaimer *rc, size_t want)
 		if (pagemap_read(m, first, n, pm) == 0) {
 			for (size_t i = 0; i < n && taken + count < want; i++) {
 				if (pstate_get(&m->ps, first + i) != PS_PRESENT || pstate_file_vma(&m->ps, first + i) ||
-				    m->age[first + i] < m->min_age || !is_armed(m, rc, first + i) ||
+				    m->age[first + i] < m->min_age || (!unproven && !is_armed(m, rc, first + i)) ||
 				    !mem_pm_private(m, first + i, pm[i]))
 					continue;
 				cm_set(&sel, i);
@@ -470,6 +475,23 @@ static void wake(struct memmgr *m, struct reclaimer *rc)
 	log_debug("memory: over the target: write tracking on");
 }
 
+/* A hard limit holds guest faults only while reclaim makes progress: held with nothing left to
+ * take, the guest would wait forever. */
+static void stuck(struct memmgr *m, struct reclaimer *rc, size_t taken)
+{
+	bool was = atomic_load(&m->stuck);
+
+	rc->stuck_ticks = taken ? 0 : rc->stuck_ticks + 1;
+	if (!was && rc->stuck_ticks >= STUCK_TICKS && atomic_load(&m->hard)) {
+		log_warn("memory: over the target and nothing left to reclaim: guest faults are served, "
+			 "the hard limit is not held (add --mem-swap, or raise the limit)");
+		atomic_store(&m->stuck, true);
+		mem_block_changed(m);
+	} else if (was && !rc->stuck_ticks) {
+		atomic_store(&m->stuck, false);
+	}
+}
+
 static void tick(struct memmgr *m, struct reclaimer *rc)
 {
 	uint64_t target = mem_target(m) / MEM_PAGE, consumed, refaults, slack;
@@ -504,6 +526,8 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 		wake(m, rc);
 	if (consumed <= target) {
 		rc->taken_tick = 0;
+		rc->stuck_ticks = 0;
+		atomic_store(&m->stuck, false);
 		if (consumed + 8 * slack < target)
 			balloon_return(m, (target - consumed - 4 * slack) * MEM_PAGE);
 		rest(m, rc, aged);
@@ -526,13 +550,22 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 		want = (size_t)rc->rate * TICK_MS / 1000;
 	/* Never below 1: a page faulted in or read ahead this period is left alone. */
 	m->min_age = oldest(rc->hist, 2 * want, 1);
-	taken = sweep(m, rc, want);
+	taken = sweep(m, rc, want, false);
 	/* The histogram is a period old and counts pages the sweep skips (pool, not private). */
 	if (taken < want && m->min_age > 1) {
 		m->min_age = 1;
-		taken += sweep(m, rc, want - taken);
+		taken += sweep(m, rc, want - taken, false);
+	}
+	/* Over by more than the slack and short of proven-cold pages (a guest filling its memory
+	 * outruns arming, which takes two periods): the limit holds, so written pages go too, those
+	 * seen written longest ago first. Taking one the guest still writes costs a refault, not data;
+	 * a hard limit above (a cgroup's memory.max) costs the whole VM. */
+	if (taken < want && consumed > target + slack) {
+		m->min_age = oldest(rc->hist_written, want - taken, 1);
+		taken += sweep(m, rc, want - taken, true);
 	}
 	rc->taken_tick = taken;
+	stuck(m, rc, taken);
 	/* Short of cold pages: the next pass arms written ones for the whole excess, twice over. */
 	if (taken < want) {
 		uint64_t need = 2 * (consumed - target + slack);
@@ -601,6 +634,12 @@ int mem_set_limits(struct memmgr *m, uint64_t limit, uint64_t reservation)
 	log_info("memory: limit %llu MiB, reservation %llu MiB", (unsigned long long)(l >> 20),
 		 (unsigned long long)(res >> 20));
 	return 0;
+}
+
+void mem_set_hard_limit(struct memmgr *m, bool on)
+{
+	if (atomic_exchange(&m->hard, on) != on)
+		mem_block_changed(m);
 }
 
 int mem_set_host_target(struct memmgr *m, uint64_t target, unsigned techniques)
