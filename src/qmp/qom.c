@@ -301,31 +301,44 @@ static int cmd_migrate_set_capabilities(void *opaque, json_t *args, json_t **ret
 	return 0;
 }
 
-/* set-action (qapi/run-state.json): the values QEMU takes. kvmm checks them and answers {}, but
- * applies none: a guest reset reboots in place unless kvmm was started with -no-reboot, and the
- * front is where libvirt's on_reboot must become that (see docs/libvirt.md). */
-static const char *const action_values[][8] = {
-	{ "reboot", "reset", "shutdown" },
-	{ "shutdown", "poweroff", "pause" },
-	{ "panic", "pause", "shutdown", "exit-failure", "none" },
-	{ "watchdog", "reset", "shutdown", "poweroff", "pause", "debug", "none", "inject-nmi" },
+/* set-action (qapi/run-state.json): every value QEMU takes is checked first, as QEMU's visitor
+ * does, so a bad one changes nothing. reboot and shutdown apply from the next reset or power-off:
+ * reboot=shutdown is what libvirt sends for on_reboot='destroy' (QEMU's -no-reboot), and
+ * shutdown=pause is -no-shutdown. kvmm has no pvpanic and no watchdog device, so no panic or
+ * watchdog action can ever fire; their values are checked and kept nowhere. */
+enum { ACTION_REBOOT, ACTION_SHUTDOWN, ACTION_PANIC, ACTION_WATCHDOG, ACTION_NR };
+
+static const char *const action_values[ACTION_NR][8] = {
+	[ACTION_REBOOT] = { "reboot", "reset", "shutdown" },
+	[ACTION_SHUTDOWN] = { "shutdown", "poweroff", "pause" },
+	[ACTION_PANIC] = { "panic", "pause", "shutdown", "exit-failure", "none" },
+	[ACTION_WATCHDOG] = { "watchdog", "reset", "shutdown", "poweroff", "pause", "debug", "none",
+			      "inject-nmi" },
 };
 
 static int cmd_set_action(void *opaque, json_t *args, json_t **ret, struct qmp_error *err)
 {
-	for (size_t a = 0; a < sizeof(action_values) / sizeof(action_values[0]); a++) {
-		const char *v = json_string_value(json_object_get(args, action_values[a][0]));
-		bool ok = !v;
+	struct vm *vm = opaque;
+	const char *v[ACTION_NR];
 
-		for (size_t i = 1; v && i < 8 && action_values[a][i]; i++)
-			ok = ok || !strcmp(v, action_values[a][i]);
+	for (size_t a = 0; a < ACTION_NR; a++) {
+		bool ok;
+
+		v[a] = json_string_value(json_object_get(args, action_values[a][0]));
+		ok = !v[a];
+		for (size_t i = 1; v[a] && i < 8 && action_values[a][i]; i++)
+			ok = ok || !strcmp(v[a], action_values[a][i]);
 		if (!ok) {
 			qmp_error_set(err, QMP_ERR_GENERIC,
 				      "Parameter '%s' does not accept value '%s'", action_values[a][0],
-				      v);
+				      v[a]);
 			return -EINVAL;
 		}
 	}
+	if (v[ACTION_REBOOT])
+		vm->reboot_shutdown = !strcmp(v[ACTION_REBOOT], "shutdown");
+	if (v[ACTION_SHUTDOWN])
+		vm->shutdown_pause = !strcmp(v[ACTION_SHUTDOWN], "pause");
 	return 0;
 }
 
