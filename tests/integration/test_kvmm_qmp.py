@@ -5,8 +5,8 @@ client, query-cpus-fast (real vCPU thread ids), query-memory-size-summary, the `
 system_reset (RESET to every client, the guest boots again), system_reset while paused, and quit
 (SHUTDOWN event, exit status 0, socket removed); then system_reset under --no-reboot (kvmm exits
 with QEMU's SHUTDOWN reason); set-action reboot/shutdown applied at run time (query-status shutdown,
-cont refused, reset to prelaunch); then libvirt's probe and domain-start QMP sequences replayed, and
-SIGTERM's SHUTDOWN event."""
+cont refused, reset to prelaunch); then libvirt's probe and domain-start QMP sequences replayed,
+query-command-line-options, the balloon's QOM id and chardev labels, and SIGTERM's SHUTDOWN event."""
 import json
 import os
 import stat
@@ -200,6 +200,16 @@ check({"query-qmp-schema", "device_add", "qom-get", "BALLOON_CHANGE", "SHUTDOWN"
       "libvirt replay: the schema has kvmm's commands and events")
 r = a.cmd("qom-get", {"path": "/machine/unattached/device[0]", "property": "lm"}) or {}
 check(r.get("return") is True, f"libvirt replay: the vCPU is 64-bit (lm) as KVM gives it ({r})")
+r = a.cmd("query-command-line-options") or {}
+opts = {o["option"]: {p["name"] for p in o["parameters"]} for o in r.get("return", [])}
+check("hpet" in opts.get("machine", set()) and "append" in opts.get("chardev", set())
+      and "sandbox" not in opts, f"query-command-line-options: the front's options, no -sandbox ({sorted(opts)})")
+r = a.cmd("qom-list", {"path": "/machine/peripheral"}) or {}
+check({"name": "balloon0", "type": "child<virtio-balloon-pci>"} in r.get("return", []),
+      f"kvmm run: the balloon is balloon0 ({r})")
+r = a.cmd("query-chardev") or {}
+check([c["label"] for c in r.get("return", [])] == ["charserial0", "charmonitor"],
+      f"kvmm run: query-chardev labels libvirt's names ({r})")
 vm.proc.terminate()
 e = a.event("SHUTDOWN", 60, vm)
 check(e is not None and e["data"] == {"guest": False, "reason": "host-signal"},

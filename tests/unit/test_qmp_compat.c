@@ -485,3 +485,58 @@ Test(qmp_compat, query_status_run_states, .timeout = 10)
 	cr_expect_eq(vm_resume(&vm), 0);
 	expect_status("running", true);
 }
+
+/* The front's ids: the balloon's QOM path and the chardev labels. */
+Test(qmp_compat, front_ids, .timeout = 10)
+{
+	static char present; /* qom-list and type read only whether there is a balloon */
+	json_t *r;
+
+	cfg.balloon_id = strdup("membal");
+	cfg.chardev_serial = strdup("charserial7");
+	cfg.qmp = strdup("/run/m.sock");
+	cfg.chardev_monitor = strdup("compat_monitor0");
+	vm.balloon = (struct balloon *)&present;
+	r = ok("qom-list", "{\"path\": \"/machine/peripheral\"}");
+	cr_expect_not_null(by_name(r, "membal"));
+	cr_expect_null(by_name(r, "balloon0"));
+	json_decref(r);
+	r = ok("qom-get", "{\"path\": \"/machine/peripheral/membal\", \"property\": \"type\"}");
+	cr_expect_str_eq(json_string_value(r), "virtio-balloon-pci");
+	json_decref(r);
+	r = ok("qom-get", "{\"path\": \"membal\", \"property\": \"type\"}");
+	json_decref(r);
+	fails("qom-get", "{\"path\": \"/machine/peripheral/balloon0\", \"property\": \"type\"}",
+	      "DeviceNotFound", "Device '/machine/peripheral/balloon0' not found");
+	r = ok("query-chardev", NULL);
+	cr_expect_str_eq(json_string_value(json_object_get(json_array_get(r, 0), "label")),
+			 "charserial7");
+	cr_expect_str_eq(json_string_value(json_object_get(json_array_get(r, 1), "label")),
+			 "compat_monitor0");
+	cr_expect_str_eq(json_string_value(json_object_get(json_array_get(r, 1), "filename")),
+			 "unix:/run/m.sock,server=on");
+	json_decref(r);
+	vm.balloon = NULL;
+}
+
+/* The options libvirt 9.0 derives capabilities from that the front takes, and only those. */
+Test(qmp_compat, command_line_options, .timeout = 10)
+{
+	json_t *r = ok("query-command-line-options", NULL), *o;
+	size_t i;
+
+	cr_expect_not_null(by_name(json_object_get(json_array_get(r, 0), "parameters"), "hpet"));
+	json_array_foreach(r, i, o) {
+		const char *name = json_string_value(json_object_get(o, "option"));
+
+		cr_expect(strcmp(name, "sandbox") && strcmp(name, "spice") && strcmp(name, "vnc") &&
+			  strcmp(name, "fsdev"), "%s is not listed", name);
+	}
+	json_decref(r);
+	r = ok("query-command-line-options", "{\"option\": \"chardev\"}");
+	cr_expect_eq(json_array_size(r), 1);
+	cr_expect_not_null(by_name(json_object_get(json_array_get(r, 0), "parameters"), "append"));
+	json_decref(r);
+	fails("query-command-line-options", "{\"option\": \"sandbox\"}", "GenericError",
+	      "invalid option name: sandbox");
+}
