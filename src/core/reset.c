@@ -15,8 +15,9 @@
  *   5. clears reset_hold and sends RESET {"guest": ..., "reason": ...} to QMP clients.
  * Under --no-reboot or QMP set-action reboot=shutdown (vm->reboot_shutdown), the VM stops instead
  * (SHUTDOWN with the same reason), like QEMU -no-reboot, which also turns system_reset into a
- * shutdown; under the shutdown action pause (-no-shutdown) that stop pauses the VM. A reset that fails half-way cannot resume the old
- * guest, so the VM stops with a runtime failure (exit status 1). */
+ * shutdown; under the shutdown action pause (-no-shutdown) that stop pauses the VM. A reset that
+ * fails half-way cannot resume the old guest, so the VM stops with a runtime failure (exit
+ * status 1). */
 #include <kvmm/mem.h>
 #include <kvmm/devices.h>
 #include <kvmm/log.h>
