@@ -66,7 +66,12 @@ struct vm_config {
 	 * leaves the defaults. Inherited fds are above 2; -1 (or 0, as in a zeroed config): none. */
 	int qmp_fd;               /* inherited QMP socket (listening, or one connected client) */
 	int serial_fd;            /* COM1 output to this inherited fd (serial == SERIAL_FILE) */
-	bool serial_append;       /* with serial_fd: set O_APPEND on it (QEMU's append=on) */
+	bool serial_append;       /* a file serial appends (O_APPEND), else a path is truncated as
+				   * QEMU's -chardev file without append=on; default on */
+	char *balloon_id;         /* the balloon's -device id (its QOM path /machine/peripheral/ID);
+				   * NULL: BALLOON_ID */
+	char *chardev_serial;     /* the chardev ids query-chardev reports; NULL: charserial0 */
+	char *chardev_monitor;    /*   and charmonitor, libvirt's names */
 	char *pidfile;            /* written once the QMP socket listens, removed on exit; NULL: none */
 	bool start_paused;        /* -S: vCPUs created but held until QMP cont */
 	bool no_shutdown;         /* -no-shutdown: a guest power-off pauses the VM; the process stays */

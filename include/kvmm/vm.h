@@ -50,6 +50,14 @@ enum vm_reset_cause {
 
 struct vm_power_on;
 
+/* QEMU's RunState names, as much of qapi/run-state.json as kvmm has (QMP query-status). */
+enum vm_run_state {
+	VM_RUN_RUNNING,
+	VM_RUN_PAUSED,    /* QMP stop */
+	VM_RUN_PRELAUNCH, /* -S and never continued, or reset while paused */
+	VM_RUN_SHUTDOWN,  /* stopped by a power-off (or a reset) under the shutdown action pause */
+};
+
 #define VM_DEBUG_EXIT_PORT 0xf4
 
 struct vm {
@@ -93,6 +101,13 @@ struct vm {
 	unsigned parked;
 	unsigned running_vcpus;   /* vCPU threads started and not yet ended */
 
+	/* QEMU's reboot and shutdown actions (QMP set-action); they start as -no-reboot and
+	 * -no-shutdown set them. Loop thread only, as are the run-state flags below. */
+	bool reboot_shutdown;     /* a reset is a shutdown (reboot action "shutdown") */
+	bool shutdown_pause;      /* a shutdown stops the VM, the process stays (action "pause") */
+	bool prelaunch;           /* -S, or a reset while paused, and no cont since */
+	bool shut_down;           /* stopped by shutdown_pause; only a reset makes it runnable */
+
 	struct ctl ctl;           /* every front end acts through it, on the loop thread */
 	/* Set on the loop thread by the first stop request; vCPU threads read `stopping`. */
 	enum vm_exit_reason exit_reason;
@@ -113,15 +128,19 @@ void vm_request_exit(struct vm *vm, enum vm_exit_reason why, int code, const cha
  * before it runs again). Requests while one is pending are merged. On the loop thread the VM
  * reboots in place: vCPUs parked, devices, irqchip, PIT and every vCPU back to their power-on
  * state, RAM discarded, the kernel, initrd and firmware tables loaded again, then the vCPUs run
- * and QMP clients get RESET. Under --no-reboot the VM stops instead (VM_EXIT_RESET,
+ * and QMP clients get RESET. Under --no-reboot (or QMP set-action reboot=shutdown: the reboot
+ * action, vm->reboot_shutdown) the VM stops instead (VM_EXIT_RESET,
  * VM_EXIT_TRIPLE_FAULT or VM_EXIT_QMP_RESET), as QEMU's -no-reboot does. */
 void vm_request_reset(struct vm *vm, enum vm_reset_cause why, const char *detail);
 
 /* QMP stop / cont, on the loop thread. vm_pause returns once every vCPU is parked outside
- * KVM_RUN (or the VM is stopping); 0, or -ETIMEDOUT after 10 s. Both are idempotent. */
+ * KVM_RUN (or the VM is stopping); 0, or -ETIMEDOUT after 10 s. Both are idempotent.
+ * vm_resume refuses (-EPERM) a VM stopped by a shutdown under the shutdown action pause: as in
+ * QEMU, it must be reset first (the vCPU that powered off may have ended). */
 int vm_pause(struct vm *vm);
-void vm_resume(struct vm *vm);
+int vm_resume(struct vm *vm);
 bool vm_is_paused(const struct vm *vm);
+enum vm_run_state vm_run_state(const struct vm *vm);
 
 /* A live change of the memory limit and reservation (bytes; UINT64_MAX keeps one), on the loop
  * thread: checked by the memory manager, agreed with hostd when the VM has one, then applied.

@@ -612,6 +612,7 @@ void config_init(struct vm_config *cfg)
 		.serial = SERIAL_STDIO,
 		.qmp_fd = -1,
 		.serial_fd = -1,
+		.serial_append = true,
 	};
 }
 
@@ -627,6 +628,9 @@ void config_free(struct vm_config *cfg)
 	free(cfg->serial_path);
 	free(cfg->hostd);
 	free(cfg->pidfile);
+	free(cfg->balloon_id);
+	free(cfg->chardev_serial);
+	free(cfg->chardev_monitor);
 	*cfg = (struct vm_config){ 0 };
 }
 

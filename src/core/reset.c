@@ -13,9 +13,11 @@
  *      initrd, command line, boot parameters and ACPI tables again, from the same files as at
  *      start, then enters the BSP through the same boot path;
  *   5. clears reset_hold and sends RESET {"guest": ..., "reason": ...} to QMP clients.
- * Under --no-reboot, the VM stops instead (SHUTDOWN with the same reason), like QEMU -no-reboot,
- * which also turns system_reset into a shutdown. A reset that fails half-way cannot resume the old
- * guest, so the VM stops with a runtime failure (exit status 1). */
+ * Under --no-reboot or QMP set-action reboot=shutdown (vm->reboot_shutdown), the VM stops instead
+ * (SHUTDOWN with the same reason), like QEMU -no-reboot, which also turns system_reset into a
+ * shutdown; under the shutdown action pause (-no-shutdown) that stop pauses the VM. A reset that
+ * fails half-way cannot resume the old guest, so the VM stops with a runtime failure (exit
+ * status 1). */
 #include <kvmm/mem.h>
 #include <kvmm/devices.h>
 #include <kvmm/log.h>
@@ -146,8 +148,11 @@ void vm_reset(struct vm *vm, enum vm_reset_cause why, const char *detail)
 
 	if (atomic_load(&vm->stopping))
 		return;
-	if (vm->cfg->no_reboot) {
+	if (vm->reboot_shutdown) {
 		vm_reset_stop(vm, why, detail);
+		/* Under the shutdown action pause the VM stays, its vCPUs held by the pause: this
+		 * request is over, and a later one (QMP system_reset) must not merge into it. */
+		atomic_store(&vm->reset_hold, false);
 		return;
 	}
 	if (vm_wait_parked(vm) < 0) {
@@ -164,6 +169,12 @@ void vm_reset(struct vm *vm, enum vm_reset_cause why, const char *detail)
 	}
 	vm->resets++;
 	log_info("reset (%s): rebooting, reboot %u", detail, vm->resets);
+	/* QEMU: a VM reset while not running waits in prelaunch for cont (main_loop_should_exit);
+	 * this is also how a VM stopped by a shutdown under the shutdown action pause runs again. */
+	if (vm_is_paused(vm)) {
+		vm->prelaunch = true;
+		vm->shut_down = false;
+	}
 	pthread_mutex_lock(&vm->pause_lock);
 	atomic_store(&vm->reset_hold, false);
 	pthread_cond_broadcast(&vm->pause_cond);

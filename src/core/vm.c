@@ -93,20 +93,22 @@ static void vm_event_shutdown(struct vm *vm, enum vm_exit_reason why)
 	}
 }
 
-/* -no-shutdown (QEMU's shutdown action "pause"): what the guest or a reset under -no-reboot would
- * end stops the VM instead; signals, quit and failures still end the process. */
+/* The shutdown action "pause" (-no-shutdown, or QMP set-action): what the guest or a reset under
+ * the reboot action "shutdown" would end stops the VM instead; signals, quit and failures still
+ * end the process. */
 static bool vm_no_shutdown_pauses(const struct vm *vm, enum vm_exit_reason why)
 {
-	return vm->cfg->no_shutdown && (why == VM_EXIT_POWEROFF || why == VM_EXIT_RESET ||
-					why == VM_EXIT_TRIPLE_FAULT || why == VM_EXIT_QMP_RESET);
+	return vm->shutdown_pause && (why == VM_EXIT_POWEROFF || why == VM_EXIT_RESET ||
+				      why == VM_EXIT_TRIPLE_FAULT || why == VM_EXIT_QMP_RESET);
 }
 
 /* SHUTDOWN, then the vCPUs parked and STOP, as QEMU's -no-shutdown; the process waits for quit or
- * a signal (libvirt destroys the domain or restarts it). */
+ * a signal (libvirt destroys the domain or restarts it), or a reset (QMP system_reset). */
 static void vm_shutdown_pause(struct vm *vm, enum vm_exit_reason why, const char *detail)
 {
-	log_info("%s (%s): paused (-no-shutdown)", vm_exit_names[why], detail);
+	log_info("%s (%s): paused (shutdown action pause)", vm_exit_names[why], detail);
 	vm_event_shutdown(vm, why);
+	vm->shut_down = true;
 	if (atomic_exchange(&vm->pause_requested, true))
 		return;
 	vm_wait_parked(vm);
@@ -162,17 +164,30 @@ int vm_pause(struct vm *vm)
 	return vm_wait_parked(vm);
 }
 
-void vm_resume(struct vm *vm)
+int vm_resume(struct vm *vm)
 {
+	if (vm->shut_down)
+		return -EPERM;
+	vm->prelaunch = false;
 	pthread_mutex_lock(&vm->pause_lock);
 	atomic_store(&vm->pause_requested, false);
 	pthread_cond_broadcast(&vm->pause_cond);
 	pthread_mutex_unlock(&vm->pause_lock);
+	return 0;
 }
 
 bool vm_is_paused(const struct vm *vm)
 {
 	return atomic_load(&vm->pause_requested);
+}
+
+enum vm_run_state vm_run_state(const struct vm *vm)
+{
+	if (vm->shut_down)
+		return VM_RUN_SHUTDOWN;
+	if (!vm_is_paused(vm))
+		return VM_RUN_RUNNING;
+	return vm->prelaunch ? VM_RUN_PRELAUNCH : VM_RUN_PAUSED;
 }
 
 static void vm_ctl(void *opaque, const struct ctl_cmd *cmd)
@@ -457,6 +472,8 @@ int vm_run(const struct vm_config *cfg)
 		return VM_EXIT_STATUS_FAILURE;
 	vm->cfg = cfg;
 	vm->nr_vcpus = cfg->cpus;
+	vm->reboot_shutdown = cfg->no_reboot;
+	vm->shutdown_pause = cfg->no_shutdown;
 	vm->kvm_fd = vm->vm_fd = vm->sig_fd = -1;
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
@@ -479,8 +496,10 @@ int vm_run(const struct vm_config *cfg)
 	if (status != 0)
 		goto out;
 	/* -S: the vCPUs start held, as if stopped, until QMP cont (QEMU's prelaunch). */
-	if (cfg->start_paused)
+	if (cfg->start_paused) {
+		vm->prelaunch = true;
 		atomic_store(&vm->pause_requested, true);
+	}
 	daemon_ready();
 
 	log_info("starting %s: %u vCPU%s, %llu MiB (%s), kernel %s", cfg->name ? cfg->name : "vm",

@@ -350,10 +350,12 @@ static int serial_open_fd(struct serial *s, int fd, bool append)
 	return 0;
 }
 
-static int serial_open_file(struct serial *s, const char *path)
+/* Appends, or truncates as QEMU's -chardev file without append=on (qmp_chardev_open_file). */
+static int serial_open_file(struct serial *s, const char *path, bool append)
 {
 	/* O_NONBLOCK: a FIFO without a reader fails here (ENXIO) instead of hanging start-up. */
-	s->out_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+	s->out_fd = open(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_NONBLOCK |
+				       O_NOCTTY | O_CLOEXEC,
 			 0644);
 	if (s->out_fd < 0) {
 		int err = errno;
@@ -440,7 +442,7 @@ int serial_init(struct vm *vm)
 		break;
 	case SERIAL_FILE:
 		r = cfg->serial_fd > 2 ? serial_open_fd(s, cfg->serial_fd, cfg->serial_append)
-					: serial_open_file(s, cfg->serial_path);
+					: serial_open_file(s, cfg->serial_path, cfg->serial_append);
 		break;
 	case SERIAL_UNIX:
 		r = serial_open_unix(s, cfg->serial_path);

@@ -192,7 +192,7 @@ static int opt_machine(struct qemu_args *qa, const char *v)
 {
 	struct qprops p;
 	const char *type, *accel, *backend;
-	bool ignored, merge = true;
+	bool ignored, merge = true, hpet = false;
 	int r = qa_props(qa, "machine", v, "type", &p);
 
 	if (r)
@@ -220,6 +220,12 @@ static int opt_machine(struct qemu_args *qa, const char *v)
 		r = qa_bool(qa, "machine", &p, "mem-merge", &merge);
 	if (r == 0 && !merge)
 		qa->cfg.mem_share = MEM_SHARE_OFF;
+	/* libvirt's <timer name='hpet' present='no'/>; kvmm's machine has no HPET at all. */
+	if (r == 0)
+		r = qa_bool(qa, "machine", &p, "hpet", &hpet);
+	if (r == 0 && hpet)
+		r = qa_fail(qa, "-machine %s: kvmm has no HPET (use <timer name='hpet' present='no'/>)",
+			    v);
 	if (r)
 		qprops_free(&p);
 	return r ? r : qa_props_done(qa, "machine", v, &p);
@@ -416,6 +422,9 @@ static int opt_qmp(struct qemu_args *qa, const char *v)
 		r = qa_fail(qa, "-qmp %s: kvmm serves one QMP monitor", v);
 	if (r == 0)
 		r = qa_strdup(&qa->cfg.qmp, spec + 5);
+	/* QEMU's name for the chardev -qmp creates (query-chardev). */
+	if (r == 0)
+		r = qa_strdup(&qa->cfg.chardev_monitor, "compat_monitor0");
 	if (r)
 		qprops_free(&p);
 	return r ? r : qa_props_done(qa, "qmp", v, &p);

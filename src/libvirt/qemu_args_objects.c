@@ -4,6 +4,7 @@
 
 #include <kvmm/size.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -131,8 +132,20 @@ int qa_opt_object(struct qemu_args *qa, const char *value)
 	return qa_props_done(qa, "object", type, &p);
 }
 
-/* kvmm's one balloon is at /machine/peripheral/balloon0 (where libvirt looks for it); its PCI slot
- * is kvmm's own, so bus= and addr= are accepted as placement hints only (docs/libvirt.md). */
+/* QEMU's id_wellformed(): a letter, then letters, digits, '-', '.' and '_'. */
+static bool qa_id_wellformed(const char *id)
+{
+	if (!isalpha((unsigned char)id[0]))
+		return false;
+	for (const char *c = id + 1; *c; c++)
+		if (!isalnum((unsigned char)*c) && !strchr("-._", *c))
+			return false;
+	return true;
+}
+
+/* kvmm's one balloon is at /machine/peripheral/ID (where libvirt looks for it; without id=,
+ * kvmm's BALLOON_ID, where QEMU would hide it under peripheral-anon); its PCI slot is kvmm's own,
+ * so bus= and addr= are accepted as placement hints only (docs/libvirt.md). */
 static int qa_balloon(struct qemu_args *qa, struct qprops *p)
 {
 	const char *id = qprops_get(p, "id"), *bus = qprops_get(p, "bus");
@@ -141,15 +154,16 @@ static int qa_balloon(struct qemu_args *qa, struct qprops *p)
 	qprops_get(p, "addr");
 	if (qa->cfg.balloon)
 		return qa_fail(qa, "-device virtio-balloon-pci: kvmm has one balloon");
-	if (id && strcmp(id, "balloon0") != 0)
-		return qa_fail(qa, "-device virtio-balloon-pci: id '%s': kvmm's balloon is balloon0",
-			       id);
+	if (id && !qa_id_wellformed(id))
+		return qa_fail(qa, "-device virtio-balloon-pci: Parameter 'id' expects an identifier");
 	if (bus && strcmp(bus, "pci.0") != 0)
 		return qa_fail(qa, "-device virtio-balloon-pci: bus '%s': kvmm has only pci.0", bus);
 	r = qa_bool(qa, "device", p, "deflate-on-oom", &qa->cfg.balloon_deflate_on_oom);
 	if (r == 0)
 		r = qa_bool(qa, "device", p, "free-page-reporting",
 			    &qa->cfg.balloon_free_page_reporting);
+	if (r == 0 && id)
+		r = qa_set_str(&qa->cfg.balloon_id, id);
 	if (r == 0)
 		qa->cfg.balloon = true;
 	return r;
@@ -381,6 +395,8 @@ static int qa_resolve_serial(struct qemu_args *qa)
 	c = qa_chardev_find(qa, qa->serial_chardev);
 	if (!c)
 		return qa_fail(qa, "-device isa-serial: chardev '%s' not found", qa->serial_chardev);
+	if (qa_set_str(&cfg->chardev_serial, c->id) < 0)
+		return -ENOMEM;
 	switch (c->kind) {
 	case QEMU_CHR_STDIO:
 		cfg->serial = SERIAL_STDIO;
@@ -412,6 +428,8 @@ int qa_resolve_chardevs(struct qemu_args *qa)
 				       qa->mon_chardev);
 		if (c->kind != QEMU_CHR_SOCKET)
 			return qa_fail(qa, "-mon chardev=%s: kvmm serves QMP on a socket only", c->id);
+		if (qa_set_str(&qa->cfg.chardev_monitor, c->id) < 0)
+			return -ENOMEM;
 		if (c->fd >= 0)
 			qa->cfg.qmp_fd = c->fd;
 		else if (qa_set_str(&qa->cfg.qmp, c->path) < 0)

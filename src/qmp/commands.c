@@ -11,14 +11,22 @@
 #include <stdio.h>
 #include <string.h>
 
+static const char *const run_state_names[] = {
+	[VM_RUN_RUNNING] = "running",
+	[VM_RUN_PAUSED] = "paused",
+	[VM_RUN_PRELAUNCH] = "prelaunch",
+	[VM_RUN_SHUTDOWN] = "shutdown",
+};
+
 static int cmd_query_status(void *opaque, json_t *args, json_t **ret, struct qmp_error *err)
 {
 	struct vm *vm = opaque;
-	bool paused = vm_is_paused(vm);
+	enum vm_run_state st = vm_run_state(vm);
 
 	(void)args;
 	(void)err;
-	*ret = json_pack("{s:b, s:s}", "running", !paused, "status", paused ? "paused" : "running");
+	*ret = json_pack("{s:b, s:s}", "running", st == VM_RUN_RUNNING, "status",
+			 run_state_names[st]);
 	return *ret ? 0 : -ENOMEM;
 }
 
@@ -44,10 +52,13 @@ static int cmd_cont(void *opaque, json_t *args, json_t **ret, struct qmp_error *
 
 	(void)args;
 	(void)ret;
-	(void)err;
 	if (!vm_is_paused(vm))
 		return 0;
-	vm_resume(vm);
+	/* QEMU's qmp_cont refuses the shutdown run state with these words. */
+	if (vm_resume(vm) < 0) {
+		qmp_error_set(err, QMP_ERR_GENERIC, "Resetting the Virtual Machine is required");
+		return -EPERM;
+	}
 	qmp_server_event(vm->qmp, "RESUME", NULL);
 	return 0;
 }

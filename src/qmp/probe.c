@@ -316,27 +316,69 @@ static int cmd_empty_list(void *opaque, json_t *args, json_t **ret, struct qmp_e
 	return *ret ? 0 : -ENOMEM;
 }
 
-/* What the QEMU-compatible front accepts, as QEMU describes its options; libvirt derives a few
- * capabilities from it (e.g. -sandbox), so only options the front really takes are listed. */
+/* query-command-line-options: the QEMU-compatible front's options that QEMU keeps in QemuOpts
+ * groups (the group name is what QEMU reports: -smp is smp-opts, -boot boot-opts), each with the
+ * parameters the front reads (src/libvirt/qemu_args.c). libvirt derives capabilities from these
+ * (9.0: machine.hpet, sandbox, fsdev.multidevs, spice, vnc.power-control; older ones also
+ * machine.mem-merge, msg.timestamp, name.guest, chardev.append, chardev.fd, overcommit,
+ * smp-opts.dies...), so nothing is listed the front would refuse. -sandbox is not listed: the
+ * front accepts and ignores it, and kvmm has no seccomp filter; QEMU built without seccomp leaves
+ * it out of this list too, and libvirt then adds no -sandbox. */
+struct cmdline_param {
+	const char *name, *type;
+};
+
+static const struct cmdline_option {
+	const char *option;
+	struct cmdline_param params[10];
+} cmdline_options[] = {
+	{ "machine", { { "type", "string" }, { "accel", "string" }, { "usb", "boolean" },
+		       { "dump-guest-core", "boolean" }, { "memory-backend", "string" },
+		       { "mem-merge", "boolean" }, { "vmport", "string" }, { "hpet", "boolean" } } },
+	{ "accel", { { "accel", "string" } } },
+	{ "name", { { "guest", "string" }, { "process", "string" }, { "debug-threads", "boolean" } } },
+	{ "memory", { { "size", "size" }, { "slots", "number" }, { "maxmem", "size" } } },
+	{ "smp-opts", { { "cpus", "number" }, { "sockets", "number" }, { "dies", "number" },
+			{ "cores", "number" }, { "threads", "number" }, { "maxcpus", "number" } } },
+	{ "chardev", { { "backend", "string" }, { "path", "string" }, { "fd", "string" },
+		       { "server", "boolean" }, { "wait", "boolean" }, { "append", "boolean" } } },
+	{ "mon", { { "chardev", "string" }, { "mode", "string" }, { "pretty", "boolean" } } },
+	{ "add-fd", { { "fd", "number" }, { "set", "number" }, { "opaque", "string" } } },
+	{ "overcommit", { { "mem-lock", "boolean" }, { "cpu-pm", "boolean" } } },
+	{ "msg", { { "timestamp", "boolean" } } },
+	{ "rtc", { { "base", "string" }, { "clock", "string" }, { "driftfix", "string" } } },
+	{ "boot-opts", { { "strict", "boolean" } } },
+};
+#define NCMDLINE (sizeof(cmdline_options) / sizeof(cmdline_options[0]))
+
+static json_t *cmdline_option_info(const struct cmdline_option *o)
+{
+	json_t *params = json_array();
+
+	for (size_t i = 0; params && i < 10 && o->params[i].name; i++)
+		json_array_append_new(params, json_pack("{s:s, s:s}", "name", o->params[i].name,
+							"type", o->params[i].type));
+	return params ? json_pack("{s:s, s:o}", "option", o->option, "parameters", params) : NULL;
+}
+
 static int cmd_query_command_line_options(void *opaque, json_t *args, json_t **ret,
 					  struct qmp_error *err)
 {
 	const char *option = json_string_value(json_object_get(args, "option"));
-	json_t *machine = json_pack(
-		"{s:s, s:[{s:s, s:s}, {s:s, s:s}, {s:s, s:s}, {s:s, s:s}, {s:s, s:s}]}", "option",
-		"machine", "parameters", "name", "type", "type", "string", "name", "accel", "type",
-		"string", "name", "usb", "type", "boolean", "name", "dump-guest-core", "type",
-		"boolean", "name", "memory-backend", "type", "string");
 
-	if (!machine)
+	*ret = json_array();
+	for (size_t i = 0; *ret && i < NCMDLINE; i++)
+		if (!option || !strcmp(option, cmdline_options[i].option))
+			json_array_append_new(*ret, cmdline_option_info(&cmdline_options[i]));
+	if (!*ret)
 		return -ENOMEM;
-	if (option && strcmp(option, "machine")) {
-		json_decref(machine);
+	if (option && !json_array_size(*ret)) {
+		json_decref(*ret);
+		*ret = NULL;
 		qmp_error_set(err, QMP_ERR_GENERIC, "invalid option name: %s", option);
 		return -EINVAL;
 	}
-	*ret = json_pack("[o]", machine);
-	return *ret ? 0 : -ENOMEM;
+	return 0;
 }
 
 /* kvmm does not migrate; "events" is there because libvirt turns it on at every start. */

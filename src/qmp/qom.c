@@ -20,6 +20,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #define MACHINE "/machine"
 #define PERIPHERAL MACHINE "/peripheral"
@@ -35,10 +37,10 @@ bool compat_migrate_events(void)
 	return migrate_events;
 }
 
-/* The balloon's -device id. The QEMU-compatible front may name it; kvmm's own options do not. */
+/* The balloon's -device id: the QEMU-compatible front's; `kvmm run` names none. */
 static const char *balloon_id(struct vm *vm)
 {
-	return BALLOON_ID;
+	return vm->cfg->balloon_id ? vm->cfg->balloon_id : BALLOON_ID;
 }
 
 enum qom_kind { QOM_NONE, QOM_MACHINE, QOM_PERIPHERAL, QOM_UNATTACHED, QOM_BALLOON, QOM_CPU };
@@ -301,34 +303,64 @@ static int cmd_migrate_set_capabilities(void *opaque, json_t *args, json_t **ret
 	return 0;
 }
 
-/* set-action (qapi/run-state.json): the values QEMU takes. kvmm checks them and answers {}, but
- * applies none: a guest reset reboots in place unless kvmm was started with -no-reboot, and the
- * front is where libvirt's on_reboot must become that (see docs/libvirt.md). */
-static const char *const action_values[][8] = {
-	{ "reboot", "reset", "shutdown" },
-	{ "shutdown", "poweroff", "pause" },
-	{ "panic", "pause", "shutdown", "exit-failure", "none" },
-	{ "watchdog", "reset", "shutdown", "poweroff", "pause", "debug", "none", "inject-nmi" },
+/* set-action (qapi/run-state.json): every value QEMU takes is checked first, as QEMU's visitor
+ * does, so a bad one changes nothing. reboot and shutdown apply from the next reset or power-off:
+ * reboot=shutdown is what libvirt sends for on_reboot='destroy' (QEMU's -no-reboot), and
+ * shutdown=pause is -no-shutdown. kvmm has no pvpanic and no watchdog device, so no panic or
+ * watchdog action can ever fire; their values are checked and kept nowhere. */
+enum { ACTION_REBOOT, ACTION_SHUTDOWN, ACTION_PANIC, ACTION_WATCHDOG, ACTION_NR };
+
+static const char *const action_values[ACTION_NR][8] = {
+	[ACTION_REBOOT] = { "reboot", "reset", "shutdown" },
+	[ACTION_SHUTDOWN] = { "shutdown", "poweroff", "pause" },
+	[ACTION_PANIC] = { "panic", "pause", "shutdown", "exit-failure", "none" },
+	[ACTION_WATCHDOG] = { "watchdog", "reset", "shutdown", "poweroff", "pause", "debug", "none",
+			      "inject-nmi" },
 };
 
 static int cmd_set_action(void *opaque, json_t *args, json_t **ret, struct qmp_error *err)
 {
-	for (size_t a = 0; a < sizeof(action_values) / sizeof(action_values[0]); a++) {
-		const char *v = json_string_value(json_object_get(args, action_values[a][0]));
-		bool ok = !v;
+	struct vm *vm = opaque;
+	const char *v[ACTION_NR];
 
-		for (size_t i = 1; v && i < 8 && action_values[a][i]; i++)
-			ok = ok || !strcmp(v, action_values[a][i]);
+	for (size_t a = 0; a < ACTION_NR; a++) {
+		bool ok;
+
+		v[a] = json_string_value(json_object_get(args, action_values[a][0]));
+		ok = !v[a];
+		for (size_t i = 1; v[a] && i < 8 && action_values[a][i]; i++)
+			ok = ok || !strcmp(v[a], action_values[a][i]);
 		if (!ok) {
 			qmp_error_set(err, QMP_ERR_GENERIC,
 				      "Parameter '%s' does not accept value '%s'", action_values[a][0],
-				      v);
+				      v[a]);
 			return -EINVAL;
 		}
 	}
+	if (v[ACTION_REBOOT])
+		vm->reboot_shutdown = !strcmp(v[ACTION_REBOOT], "shutdown");
+	if (v[ACTION_SHUTDOWN])
+		vm->shutdown_pause = !strcmp(v[ACTION_SHUTDOWN], "pause");
 	return 0;
 }
 
+/* QEMU's filename of a unix socket chardev (qemu_chr_compute_filename): the inherited monitor
+ * socket's own path, from the socket itself. */
+static void socket_filename(int fd, char *buf, size_t len)
+{
+	struct sockaddr_un sa = { 0 };
+	socklen_t salen = sizeof(sa);
+	int listening = 0;
+	socklen_t optlen = sizeof(listening);
+
+	if (getsockname(fd, (struct sockaddr *)&sa, &salen) < 0 || sa.sun_family != AF_UNIX)
+		sa.sun_path[0] = '\0';
+	sa.sun_path[sizeof(sa.sun_path) - 1] = '\0';
+	getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen);
+	snprintf(buf, len, "unix:%s%s", sa.sun_path, listening ? ",server=on" : "");
+}
+
+/* The serial port's and the monitor's chardevs, by the front's ids when it had them. */
 static int cmd_query_chardev(void *opaque, json_t *args, json_t **ret, struct qmp_error *err)
 {
 	struct vm *vm = opaque;
@@ -341,13 +373,21 @@ static int cmd_query_chardev(void *opaque, json_t *args, json_t **ret, struct qm
 		snprintf(filename, sizeof(filename), "%s:%s",
 			 cfg->serial == SERIAL_UNIX ? "unix" : "file",
 			 cfg->serial_path ? cfg->serial_path : "");
-	*ret = json_pack("[{s:s, s:s, s:b}]", "label", "charserial0", "filename", filename,
-			 "frontend-open", 1);
-	if (*ret && cfg->qmp)
-		json_array_append_new(*ret, json_pack("{s:s, s:s+, s:b}", "label", "charmonitor",
-						      "filename", "unix:", cfg->qmp,
-						      "frontend-open", 1));
-	return *ret ? 0 : -ENOMEM;
+	*ret = json_pack("[{s:s, s:s, s:b}]", "label",
+			 cfg->chardev_serial ? cfg->chardev_serial : "charserial0", "filename",
+			 filename, "frontend-open", 1);
+	if (!*ret)
+		return -ENOMEM;
+	if (cfg->qmp_fd > 2)
+		socket_filename(cfg->qmp_fd, filename, sizeof(filename));
+	else if (cfg->qmp)
+		snprintf(filename, sizeof(filename), "unix:%s,server=on", cfg->qmp);
+	if (cfg->qmp_fd > 2 || cfg->qmp)
+		json_array_append_new(*ret, json_pack("{s:s, s:s, s:b}", "label",
+						      cfg->chardev_monitor ? cfg->chardev_monitor
+									   : "charmonitor",
+						      "filename", filename, "frontend-open", 1));
+	return 0;
 }
 
 /* One socket of nr_vcpus cores, one thread each (src/vcpu/x86.c's CPUID topology), as

@@ -4,8 +4,9 @@ classes for bad input, query-status / stop / cont with STOP and RESUME events re
 client, query-cpus-fast (real vCPU thread ids), query-memory-size-summary, the `kvmm qmp` client,
 system_reset (RESET to every client, the guest boots again), system_reset while paused, and quit
 (SHUTDOWN event, exit status 0, socket removed); then system_reset under --no-reboot (kvmm exits
-with QEMU's SHUTDOWN reason); then libvirt's probe and domain-start QMP sequences replayed, and
-SIGTERM's SHUTDOWN event."""
+with QEMU's SHUTDOWN reason); set-action reboot/shutdown applied at run time (query-status shutdown,
+cont refused, reset to prelaunch); then libvirt's probe and domain-start QMP sequences replayed,
+query-command-line-options, the balloon's QOM id and chardev labels, and SIGTERM's SHUTDOWN event."""
 import json
 import os
 import stat
@@ -98,7 +99,8 @@ check(a.cmd("system_reset") == {"return": {}}, "system_reset while paused")
 e = a.event("RESET", 120, vm)
 check(e is not None, f"RESET while paused ({e})")
 r = a.cmd("query-status")
-check(r and r["return"]["status"] == "paused", f"still paused after the reset ({r})")
+check(r and r["return"] == {"running": False, "status": "prelaunch"},
+      f"after a reset while paused: prelaunch, as QEMU ({r})")
 check(a.cmd("cont") == {"return": {}}, "cont")
 check(vm.expect_count("KVMM guest=test event=banner", 3), "the guest booted a third time after cont")
 
@@ -122,6 +124,46 @@ status = vm.wait()
 check(status == 0, f"--no-reboot: kvmm exits 0 (got {status})")
 check("RESET" not in json.dumps(a.events), "--no-reboot: no RESET event")
 check(vm.text().count("KVMM guest=test event=banner") == 1, "--no-reboot: the guest did not boot again")
+
+# set-action at run time (libvirt sends reboot=shutdown for on_reboot='destroy'): a reset is then a
+# shutdown, as under --no-reboot; with shutdown=pause that shutdown stops the VM instead of ending
+# kvmm (-no-shutdown): query-status "shutdown", cont refused as QEMU refuses it; a reset with the
+# reboot action back to reset leaves it in prelaunch, and cont boots the guest again.
+vm = Vm(["-m", "128M", "--qmp", f"unix:{sock}", "--kernel", TEST_GUEST, "--append", "test=idle:600"],
+        timeout=300)
+check(vm.expect("KVMM guest=test event=banner"), "set-action: the guest runs")
+a = Qmp(sock)
+r = a.cmd("set-action", {"reboot": "explode"})
+check(r and r.get("error") == {"class": "GenericError",
+                               "desc": "Parameter 'reboot' does not accept value 'explode'"},
+      f"set-action: a bad value is QEMU's GenericError ({r})")
+check(a.cmd("set-action", {"reboot": "shutdown", "shutdown": "pause"}) == {"return": {}},
+      "set-action reboot=shutdown shutdown=pause")
+check(a.cmd("system_reset") == {"return": {}}, "set-action: system_reset")
+e = a.event("SHUTDOWN", 60, vm)
+check(e is not None and e["data"] == {"guest": False, "reason": "host-qmp-system-reset"},
+      f"set-action reboot=shutdown: SHUTDOWN instead of a reboot ({e})")
+check(a.event("STOP", 60, vm) is not None, "set-action shutdown=pause: then STOP")
+r = a.cmd("query-status")
+check(r and r["return"] == {"running": False, "status": "shutdown"}, f"set-action: status shutdown ({r})")
+r = a.cmd("cont")
+check(r and r.get("error") == {"class": "GenericError", "desc": "Resetting the Virtual Machine is required"},
+      f"set-action: cont after the shutdown is refused as in QEMU ({r})")
+check(vm.proc.poll() is None, "set-action: kvmm stays")
+check(a.cmd("set-action", {"reboot": "reset"}) == {"return": {}}, "set-action reboot=reset")
+check(a.cmd("system_reset") == {"return": {}}, "set-action: system_reset after the shutdown")
+e = a.event("RESET", 120, vm)
+check(e is not None, f"set-action reboot=reset: RESET ({e})")
+r = a.cmd("query-status")
+check(r and r["return"] == {"running": False, "status": "prelaunch"}, f"set-action: reset -> prelaunch ({r})")
+check(a.cmd("cont") == {"return": {}}, "set-action: cont after the reset")
+check(vm.expect_count("KVMM guest=test event=banner", 2), "set-action: the guest boots again")
+check(a.cmd("set-action", {"reboot": "shutdown", "shutdown": "poweroff"}) == {"return": {}},
+      "set-action reboot=shutdown shutdown=poweroff")
+check(a.cmd("system_reset") == {"return": {}}, "set-action: system_reset, poweroff")
+status = vm.wait()
+check(status == 0, f"set-action shutdown=poweroff: kvmm exits 0 (got {status})")
+check(vm.text().count("KVMM guest=test event=banner") == 2, "set-action: no third boot")
 # libvirt's own sequences (tests/integration/data/libvirt-qmp-commands.jsonl, recorded from libvirt
 # 9.0 driving QEMU 7.2): its capability probe and its domain start up to cont, replayed against a
 # VM with a balloon. Every reply must be a return, but for the errors QEMU gives libvirt too:
@@ -158,6 +200,16 @@ check({"query-qmp-schema", "device_add", "qom-get", "BALLOON_CHANGE", "SHUTDOWN"
       "libvirt replay: the schema has kvmm's commands and events")
 r = a.cmd("qom-get", {"path": "/machine/unattached/device[0]", "property": "lm"}) or {}
 check(r.get("return") is True, f"libvirt replay: the vCPU is 64-bit (lm) as KVM gives it ({r})")
+r = a.cmd("query-command-line-options") or {}
+opts = {o["option"]: {p["name"] for p in o["parameters"]} for o in r.get("return", [])}
+check("hpet" in opts.get("machine", set()) and "append" in opts.get("chardev", set())
+      and "sandbox" not in opts, f"query-command-line-options: the front's options, no -sandbox ({sorted(opts)})")
+r = a.cmd("qom-list", {"path": "/machine/peripheral"}) or {}
+check({"name": "balloon0", "type": "child<virtio-balloon-pci>"} in r.get("return", []),
+      f"kvmm run: the balloon is balloon0 ({r})")
+r = a.cmd("query-chardev") or {}
+check([c["label"] for c in r.get("return", [])] == ["charserial0", "charmonitor"],
+      f"kvmm run: query-chardev labels libvirt's names ({r})")
 vm.proc.terminate()
 e = a.event("SHUTDOWN", 60, vm)
 check(e is not None and e["data"] == {"guest": False, "reason": "host-signal"},

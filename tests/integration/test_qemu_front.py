@@ -5,8 +5,10 @@ and going away on SIGTERM; a probe whose monitor is a socketpair end passed as f
 lines (exit 1, QEMU-style message); then a Linux domain with libvirt's command line: the monitor an
 inherited listening socket (-chardev socket,fd=N + -mon), the serial an -add-fd fd (/dev/fdset/0),
 -S then QMP cont (RESUME, the guest boots into the file), -daemonize + -pidfile, -no-shutdown (the
-guest's power-off gives SHUTDOWN + STOP and the process stays), SIGTERM (SHUTDOWN reason
-host-signal, pidfile removed)."""
+guest's power-off gives SHUTDOWN + STOP and the process stays; query-status prelaunch / running /
+shutdown, cont refused after the power-off), SIGTERM (SHUTDOWN reason host-signal, pidfile
+removed). Then a second domain: the balloon's -device id as its QOM path, query-chardev labels, a
+serial file truncated without append=on, set-action reboot=shutdown on a guest reset."""
 import os
 import signal
 import socket
@@ -134,12 +136,19 @@ check(os.path.exists(pidfile), "domain: pidfile written")
 pid = read_pid(pidfile)
 q = Qmp(mon_path)
 r = q.cmd("query-status")
-check(r and r["return"]["running"] is False, f"domain: -S starts paused ({r})")
+check(r and r["return"] == {"running": False, "status": "prelaunch"},
+      f"domain: -S starts in QEMU's prelaunch ({r})")
+r = q.cmd("query-chardev")
+check(r and [c["label"] for c in r["return"]] == ["charserial0", "charmonitor"]
+      and r["return"][1]["filename"] == f"unix:{mon_path},server=on",
+      f"domain: query-chardev by the front's chardev ids ({r})")
 time.sleep(2)
 with open(serial_log, errors="replace") as f:
     check("Linux version" not in f.read(), "domain: nothing boots before cont")
 check(q.cmd("cont") == {"return": {}}, "domain: cont")
 check(q.event("RESUME", timeout=10) is not None, "domain: RESUME event")
+r = q.cmd("query-status")
+check(r and r["return"] == {"running": True, "status": "running"}, f"domain: running after cont ({r})")
 check(wait_for_text(serial_log, "KVMM guest=linux event=init", 240),
       "domain: the guest booted, its console in the -add-fd file")
 with open(serial_log, errors="replace") as f:
@@ -154,7 +163,11 @@ check(q.event("STOP", timeout=30) is not None, "domain: then STOP (-no-shutdown)
 time.sleep(1)
 check(not wait_gone(pid, timeout=1), "domain: the process stays after the guest's power-off")
 r = q.cmd("query-status")
-check(r and r["return"]["running"] is False, f"domain: paused after power-off ({r})")
+check(r and r["return"] == {"running": False, "status": "shutdown"},
+      f"domain: QEMU's shutdown run state after the power-off ({r})")
+r = q.cmd("cont")
+check(r and r.get("error") == {"class": "GenericError", "desc": "Resetting the Virtual Machine is required"},
+      f"domain: cont after the power-off is refused as QEMU refuses it ({r})")
 
 # virsh destroy: SIGTERM.
 os.kill(pid, signal.SIGTERM)
@@ -164,4 +177,67 @@ check(e is not None and e["data"] == {"guest": False, "reason": "host-signal"},
 check(wait_gone(pid), "domain: the process ends on SIGTERM")
 check(not os.path.exists(pidfile), "domain: pidfile removed")
 q.close()
+
+# --- a second domain: ids, a truncated serial file, set-action ----------------------------------
+# The balloon under its own -device id, the serial to a path without append=on (QEMU truncates),
+# -qmp's chardev (QEMU's compat_monitor0). The kernel finds no init and panics; panic=-1 makes it
+# reset at once: with set-action reboot=shutdown (libvirt's on_reboot='destroy') and -no-shutdown
+# that is SHUTDOWN guest-reset and STOP, status shutdown; with the reboot action back to reset, a
+# system_reset leaves it in prelaunch and cont runs it again, and its next panic reboots in place.
+qmp_path = os.path.join(tmp, "qmp2.sock")
+serial2 = os.path.join(tmp, "serial2.log")
+with open(serial2, "w") as f:
+    f.write("stale output from an earlier run\n")
+p = subprocess.Popen([FRONT, "-S", "-no-shutdown", "-machine", "pc,hpet=off", "-m", "256",
+                      "-qmp", f"unix:{qmp_path},server=on,wait=off", "-kernel", GUEST_KERNEL,
+                      "-initrd", GUEST_INITRD, "-append", "console=ttyS0 panic=-1 rdinit=/no/such/init",
+                      "-chardev", f"file,id=ser0,path={serial2}", "-device", "isa-serial,chardev=ser0",
+                      "-device", "virtio-balloon-pci,id=membal"],
+                     stdout=open(os.path.join(tmp, "domain2.log"), "w"), stderr=subprocess.STDOUT)
+deadline = time.monotonic() + 60
+while not os.path.exists(qmp_path) and time.monotonic() < deadline and p.poll() is None:
+    time.sleep(0.2)
+q = Qmp(qmp_path)
+with open(serial2) as f:
+    check(f.read() == "", "second domain: the serial file without append=on is truncated")
+r = q.cmd("qom-list", {"path": "/machine/peripheral"})
+check(r and {"name": "membal", "type": "child<virtio-balloon-pci>"} in r["return"],
+      f"second domain: the balloon under its -device id ({r})")
+r = q.cmd("qom-get", {"path": "/machine/peripheral/membal", "property": "guest-stats-polling-interval"})
+check(r and r.get("return") == 0, f"second domain: /machine/peripheral/membal answers ({r})")
+r = q.cmd("qom-get", {"path": "/machine/peripheral/balloon0", "property": "type"})
+check(r and r.get("error", {}).get("class") == "DeviceNotFound", f"second domain: no balloon0 ({r})")
+r = q.cmd("query-chardev")
+check(r and [c["label"] for c in r["return"]] == ["ser0", "compat_monitor0"],
+      f"second domain: chardev labels ({r})")
+check(q.cmd("set-action", {"reboot": "shutdown"}) == {"return": {}}, "second domain: set-action reboot=shutdown")
+check(q.cmd("cont") == {"return": {}}, "second domain: cont")
+e = q.event("SHUTDOWN", timeout=240)
+check(e is not None and e["data"] == {"guest": True, "reason": "guest-reset"},
+      f"second domain: the guest's reset is a SHUTDOWN guest-reset ({e})")
+check(q.event("STOP", timeout=30) is not None, "second domain: then STOP (-no-shutdown)")
+r = q.cmd("query-status")
+check(r and r["return"] == {"running": False, "status": "shutdown"}, f"second domain: status shutdown ({r})")
+check(p.poll() is None, "second domain: the process stays")
+with open(serial2, errors="replace") as f:
+    check("Kernel panic" in f.read(), "second domain: the guest panicked into the serial file")
+check(q.cmd("set-action", {"reboot": "reset"}) == {"return": {}}, "second domain: set-action reboot=reset")
+check(q.cmd("system_reset") == {"return": {}}, "second domain: system_reset")
+check(q.event("RESET", timeout=60) is not None, "second domain: RESET")
+r = q.cmd("query-status")
+check(r and r["return"] == {"running": False, "status": "prelaunch"}, f"second domain: prelaunch ({r})")
+check(q.cmd("cont") == {"return": {}}, "second domain: cont after the reset")
+e = q.event("RESET", timeout=240)
+check(e is not None and e["data"] == {"guest": True, "reason": "guest-reset"},
+      f"second domain: the next panic reboots in place (RESET guest-reset) ({e})")
+check(q.cmd("quit") == {"return": {}}, "second domain: quit")
+try:
+    status = p.wait(timeout=60)
+except subprocess.TimeoutExpired:
+    p.kill()
+    status = p.wait()
+check(status == 0, f"second domain: exits 0 after quit ({status})")
+q.close()
+with open(os.path.join(tmp, "domain2.log"), errors="replace") as f:
+    print(f.read())
 finish()

@@ -121,6 +121,9 @@ Test(qemu_args, libvirt_domain_command_line)
 	cr_expect_str_eq(qa.cfg.append, "console=ttyS0 quiet");
 	cr_expect(qa.cfg.balloon);
 	cr_expect(!qa.cfg.balloon_deflate_on_oom);
+	cr_expect_str_eq(qa.cfg.balloon_id, "balloon0");
+	cr_expect_str_eq(qa.cfg.chardev_serial, "charserial0");
+	cr_expect_str_eq(qa.cfg.chardev_monitor, "charmonitor");
 	cr_expect(!qa.daemonize);
 }
 
@@ -297,8 +300,16 @@ Test(qemu_args, serial_and_monitor_paths)
 			   "chardev=m,mode=control", NULL), 0, "%s", qa.err);
 	cr_expect_eq(qa.cfg.serial, SERIAL_FILE);
 	cr_expect_str_eq(qa.cfg.serial_path, "/tmp/serial.log");
+	cr_expect(!qa.cfg.serial_append, "QEMU truncates a file chardev without append=on");
 	cr_expect_eq(qa.cfg.serial_fd, -1);
 	cr_expect_str_eq(qa.cfg.qmp, "/tmp/m.sock");
+	cr_expect_str_eq(qa.cfg.chardev_serial, "s");
+	cr_expect_str_eq(qa.cfg.chardev_monitor, "m");
+	cr_assert_eq(parse(KERNEL, "-chardev", "file,id=s,path=/tmp/serial.log,append=on",
+			   "-device", "isa-serial,chardev=s", "-qmp",
+			   "unix:/tmp/q.sock,server=on,wait=off", NULL), 0, "%s", qa.err);
+	cr_expect(qa.cfg.serial_append);
+	cr_expect_str_eq(qa.cfg.chardev_monitor, "compat_monitor0", "QEMU's name for -qmp's chardev");
 	cr_assert_eq(parse(KERNEL, "-chardev", "stdio,id=s", "-device", "isa-serial,chardev=s",
 			   "-no-reboot", NULL), 0, "%s", qa.err);
 	cr_expect_eq(qa.cfg.serial, SERIAL_STDIO);
@@ -309,6 +320,28 @@ Test(qemu_args, serial_and_monitor_paths)
 	expect_error("server=on,wait=off", parse(KERNEL, "-qmp", "unix:/tmp/a", NULL));
 	expect_error("unix socket only", parse(KERNEL, "-qmp", "tcp:localhost:4444,server=on,wait=off",
 					       NULL));
+}
+
+/* The balloon keeps its -device id (its QOM path /machine/peripheral/ID); QEMU's id rules. */
+Test(qemu_args, balloon_id)
+{
+	cr_assert_eq(parse(KERNEL, "-device", "virtio-balloon-pci,id=mem-balloon.1", NULL), 0, "%s",
+		     qa.err);
+	cr_expect_str_eq(qa.cfg.balloon_id, "mem-balloon.1");
+	cr_assert_eq(parse(KERNEL, "-device", "virtio-balloon-pci", NULL), 0, "%s", qa.err);
+	cr_expect_null(qa.cfg.balloon_id, "no id: kvmm's default, balloon0");
+	expect_error("Parameter 'id' expects an identifier",
+		     parse(KERNEL, "-device", "virtio-balloon-pci,id=0bad", NULL));
+	expect_error("Parameter 'id' expects an identifier",
+		     parse(KERNEL, "-device", "{\"driver\":\"virtio-balloon-pci\",\"id\":\"a/b\"}",
+			   NULL));
+}
+
+/* libvirt's <timer name='hpet' present='no'/> with the machine.hpet capability. */
+Test(qemu_args, machine_hpet)
+{
+	cr_assert_eq(parse(KERNEL, "-machine", "pc,hpet=off", NULL), 0, "%s", qa.err);
+	expect_error("kvmm has no HPET", parse(KERNEL, "-machine", "pc,hpet=on", NULL));
 }
 
 Test(qemu_args, version_help_and_names)

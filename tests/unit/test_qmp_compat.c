@@ -9,6 +9,7 @@
 #include <kvmm/vm.h>
 
 #include <criterion/criterion.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -427,9 +428,115 @@ Test(qmp_compat, domain_start_sequence, .timeout = 10)
 	json_decref(ok("set-action", "{\"reboot\": \"shutdown\"}"));
 	fails("set-action", "{\"reboot\": \"explode\"}", "GenericError",
 	      "Parameter 'reboot' does not accept value 'explode'");
+	cr_expect(vm.reboot_shutdown, "on_reboot='destroy': a reset is now a shutdown");
 	json_decref(ok("query-block", NULL));
 	r = ok("query-cpus-fast", NULL);
 	cr_expect_str_eq(json_string_value(json_object_get(json_array_get(r, 0), "qom-path")),
 			 "/machine/unattached/device[0]");
 	json_decref(r);
+}
+
+/* set-action applies reboot and shutdown at run time; a bad value anywhere changes nothing. */
+Test(qmp_compat, set_action_applies, .timeout = 10)
+{
+	json_decref(ok("set-action", "{\"reboot\": \"shutdown\", \"shutdown\": \"pause\"}"));
+	cr_expect(vm.reboot_shutdown);
+	cr_expect(vm.shutdown_pause);
+	fails("set-action", "{\"reboot\": \"reset\", \"watchdog\": \"explode\"}", "GenericError",
+	      "Parameter 'watchdog' does not accept value 'explode'");
+	cr_expect(vm.reboot_shutdown, "nothing applied when one value is bad");
+	json_decref(ok("set-action", "{\"reboot\": \"reset\", \"shutdown\": \"poweroff\", "
+				     "\"panic\": \"none\", \"watchdog\": \"inject-nmi\"}"));
+	cr_expect(!vm.reboot_shutdown);
+	cr_expect(!vm.shutdown_pause);
+	json_decref(ok("set-action", "{\"shutdown\": \"pause\"}"));
+	cr_expect(!vm.reboot_shutdown, "an action not given is kept");
+	cr_expect(vm.shutdown_pause);
+	fails("set-action", "{\"shutdown\": 1}", "GenericError",
+	      "Invalid parameter type for 'shutdown', expected: string");
+}
+
+static void expect_status(const char *status, bool running)
+{
+	json_t *r = ok("query-status", NULL);
+
+	cr_expect_str_eq(json_string_value(json_object_get(r, "status")), status);
+	cr_expect_eq(json_is_true(json_object_get(r, "running")), running, "%s", status);
+	json_decref(r);
+}
+
+/* QEMU's RunState: prelaunch under -S until cont, shutdown after a power-off under the shutdown
+ * action pause, which cont refuses until a reset. */
+Test(qmp_compat, query_status_run_states, .timeout = 10)
+{
+	expect_status("running", true);
+	vm.prelaunch = true;
+	atomic_store(&vm.pause_requested, true);
+	expect_status("prelaunch", false);
+	vm.prelaunch = false;
+	expect_status("paused", false);
+	vm.shut_down = true;
+	expect_status("shutdown", false);
+	fails("cont", NULL, "GenericError", "Resetting the Virtual Machine is required");
+	expect_status("shutdown", false);
+	cr_expect(vm_is_paused(&vm));
+	vm.shut_down = false;
+	vm.prelaunch = true;
+	cr_expect_eq(vm_resume(&vm), 0);
+	expect_status("running", true);
+}
+
+/* The front's ids: the balloon's QOM path and the chardev labels. */
+Test(qmp_compat, front_ids, .timeout = 10)
+{
+	static char present; /* qom-list and type read only whether there is a balloon */
+	json_t *r;
+
+	cfg.balloon_id = strdup("membal");
+	cfg.chardev_serial = strdup("charserial7");
+	cfg.qmp = strdup("/run/m.sock");
+	cfg.chardev_monitor = strdup("compat_monitor0");
+	vm.balloon = (struct balloon *)&present;
+	r = ok("qom-list", "{\"path\": \"/machine/peripheral\"}");
+	cr_expect_not_null(by_name(r, "membal"));
+	cr_expect_null(by_name(r, "balloon0"));
+	json_decref(r);
+	r = ok("qom-get", "{\"path\": \"/machine/peripheral/membal\", \"property\": \"type\"}");
+	cr_expect_str_eq(json_string_value(r), "virtio-balloon-pci");
+	json_decref(r);
+	r = ok("qom-get", "{\"path\": \"membal\", \"property\": \"type\"}");
+	json_decref(r);
+	fails("qom-get", "{\"path\": \"/machine/peripheral/balloon0\", \"property\": \"type\"}",
+	      "DeviceNotFound", "Device '/machine/peripheral/balloon0' not found");
+	r = ok("query-chardev", NULL);
+	cr_expect_str_eq(json_string_value(json_object_get(json_array_get(r, 0), "label")),
+			 "charserial7");
+	cr_expect_str_eq(json_string_value(json_object_get(json_array_get(r, 1), "label")),
+			 "compat_monitor0");
+	cr_expect_str_eq(json_string_value(json_object_get(json_array_get(r, 1), "filename")),
+			 "unix:/run/m.sock,server=on");
+	json_decref(r);
+	vm.balloon = NULL;
+}
+
+/* The options libvirt 9.0 derives capabilities from that the front takes, and only those. */
+Test(qmp_compat, command_line_options, .timeout = 10)
+{
+	json_t *r = ok("query-command-line-options", NULL), *o;
+	size_t i;
+
+	cr_expect_not_null(by_name(json_object_get(json_array_get(r, 0), "parameters"), "hpet"));
+	json_array_foreach(r, i, o) {
+		const char *name = json_string_value(json_object_get(o, "option"));
+
+		cr_expect(strcmp(name, "sandbox") && strcmp(name, "spice") && strcmp(name, "vnc") &&
+			  strcmp(name, "fsdev"), "%s is not listed", name);
+	}
+	json_decref(r);
+	r = ok("query-command-line-options", "{\"option\": \"chardev\"}");
+	cr_expect_eq(json_array_size(r), 1);
+	cr_expect_not_null(by_name(json_object_get(json_array_get(r, 0), "parameters"), "append"));
+	json_decref(r);
+	fails("query-command-line-options", "{\"option\": \"sandbox\"}", "GenericError",
+	      "invalid option name: sandbox");
 }

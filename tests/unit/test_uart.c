@@ -364,6 +364,7 @@ Test(serial, file_backend_appends_output, .timeout = 10)
 	int fd;
 
 	rig_init(&r, SERIAL_FILE, "out.log");
+	r.cfg.serial_append = true; /* `kvmm run`'s default, QEMU's append=on */
 	fd = open(r.path, O_WRONLY | O_CREAT, 0644);
 	cr_assert_eq(write(fd, "old:", 4), 4);
 	close(fd);
@@ -374,6 +375,28 @@ Test(serial, file_backend_appends_output, .timeout = 10)
 	cr_assert_eq(read(fd, buf, sizeof(buf) - 1), 6);
 	close(fd);
 	cr_expect_str_eq(buf, "old:hi");
+	rig_fini(&r);
+}
+
+/* QEMU's -chardev file without append=on truncates the file at start. */
+Test(serial, file_backend_truncates_without_append, .timeout = 10)
+{
+	struct rig r;
+	char buf[16] = { 0 };
+	int fd;
+
+	rig_init(&r, SERIAL_FILE, "out.log");
+	r.cfg.serial_append = false;
+	fd = open(r.path, O_WRONLY | O_CREAT, 0644);
+	cr_assert_eq(write(fd, "older output", 12), 12);
+	close(fd);
+	cr_assert_eq(serial_init(&r.vm), 0);
+	com1_out(&r, UART_THR, 'h');
+	com1_out(&r, UART_THR, 'i');
+	fd = open(r.path, O_RDONLY);
+	cr_assert_eq(read(fd, buf, sizeof(buf) - 1), 2);
+	close(fd);
+	cr_expect_str_eq(buf, "hi");
 	rig_fini(&r);
 }
 
