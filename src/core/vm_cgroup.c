@@ -51,6 +51,29 @@ static int64_t consumed(void *opaque)
 	return (int64_t)st.consumed;
 }
 
+/* Whether dir or a cgroup above it, below the mount's root, has the memory controller's files.
+ * libvirt puts the emulator in a threaded child (domain/emulator) that has none: its memory.max
+ * is on the domain's directory one level up. */
+static bool limited_above(const char *dir, const char *top, char *file, size_t len)
+{
+	size_t root = strlen(top);
+	char *slash;
+
+	snprintf(file, len, "%s", dir);
+	while (strlen(file) > root) {
+		size_t n = strlen(file);
+
+		snprintf(file + n, len - n, "/memory.max");
+		if (access(file, F_OK) == 0)
+			return true;
+		file[n] = '\0';
+		if (!(slash = strrchr(file, '/')))
+			break;
+		*slash = '\0';
+	}
+	return false;
+}
+
 int vm_cgroup_start(struct vm *vm)
 {
 	const struct vm_config *cfg = vm->cfg;
@@ -72,8 +95,7 @@ int vm_cgroup_start(struct vm *vm)
 				 r == -ENOENT ? "no cgroup2 mount, or cgroup v1 only" : strerror(-r));
 		return 0;
 	}
-	snprintf(file, sizeof(file), "%s/memory.max", dir);
-	if (cfg->mem_cgroup == MEM_CGROUP_AUTO && access(file, F_OK) != 0) {
+	if (cfg->mem_cgroup == MEM_CGROUP_AUTO && !limited_above(dir, top, file, sizeof(file))) {
 		log_debug("cgroup %s: no memory controller here; not followed (--mem-cgroup on forces it)", dir);
 		return 0;
 	}

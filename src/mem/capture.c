@@ -295,7 +295,10 @@ int capture_drop(struct memmgr *m, size_t page)
 
 void capture_end(struct memmgr *m, size_t n)
 {
-	/* Staging pages still holding a captured page (dropped or shared) are freed here; in move
-	 * mode this is where the guest's old page goes back to the host. */
-	madvise(m->stage, n * MEM_PAGE, MADV_DONTNEED);
+	/* In move mode the staging pages hold the guest's old pages: they go back to the host here,
+	 * and the next move needs them empty. In wp mode they are copies, and stay: freeing and
+	 * refaulting them would charge a page to the VM's cgroup per page taken, and over a cgroup's
+	 * memory.high each charge costs the reclaimer a throttling sleep (2 MiB kept instead). */
+	if (m->capture == MEM_CAPTURE_MOVE)
+		madvise(m->stage, n * MEM_PAGE, MADV_DONTNEED);
 }

@@ -217,6 +217,14 @@ void cgroup_watch_events(struct cgroup_watch *w)
 	if (bound == CGROUP_NO_LIMIT || margin_of(w, bound) >= bound / 4 ||
 	    (w->widened_ms && now_ms() - w->widened_ms < WIDEN_EVERY_MS))
 		return;
+	/* Still over its own limit (a value just lowered below what the VM holds): the events say
+	 * kvmm has not got there yet, not that its margin is short. */
+	if (w->applied_ok && w->applied.limited && w->ops.consumed) {
+		int64_t consumed = w->ops.consumed(w->ops.opaque);
+
+		if (consumed >= 0 && (uint64_t)consumed > w->applied.limit)
+			return;
+	}
 	w->widened_ms = now_ms();
 	w->extra += MARGIN_STEP;
 	log_warn("cgroup %s: memory.%s reached (the kernel %s kvmm): kvmm's margin is now %s",

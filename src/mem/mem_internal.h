@@ -120,6 +120,7 @@ struct memmgr {
 	/* hostd's block (POLICY_TECH_BLOCK, its low state): fault.c holds allocating faults. */
 	_Atomic bool over_target;       /* the reclaimer's last measure: consumed >= target */
 	_Atomic bool hard;              /* mem_set_hard_limit(): the target blocks allocation */
+	_Atomic uint64_t stats_counts[PS_NR], stats_live; /* mem_get_stats()' last copy */
 	_Atomic bool stuck;             /* over the target and nothing reclaimed for STUCK_TICKS */
 	int block_fd;                   /* eventfd: the block may have lifted (fault handler polls it) */
 	pid_t loop_tid;                 /* mem_set_hooks' thread: its faults are never held */

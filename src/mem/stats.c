@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -37,6 +38,24 @@ int64_t stats_count_private(struct memmgr *m)
 	return n;
 }
 
+/* The manager's lock for a copy of the page counts, waited for at most STATS_WAIT_MS: a thread
+ * holding it may sleep in the kernel (a cgroup over memory.high throttles every allocating thread
+ * for up to 2 s at each return to user space), and QMP, hostd and kvmm top must not stall with it.
+ * False: the counts of the last copy are used. */
+#define STATS_WAIT_MS 100
+static bool stats_lock(struct memmgr *m)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += STATS_WAIT_MS * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	return pthread_mutex_timedlock(&m->lock, &until) == 0;
+}
+
 int mem_get_stats(struct memmgr *m, struct mem_stats *st)
 {
 	int64_t priv = stats_count_private(m);
@@ -45,10 +64,18 @@ int mem_get_stats(struct memmgr *m, struct mem_stats *st)
 	memset(st, 0, sizeof(*st));
 	if (priv < 0)
 		return (int)priv;
-	pthread_mutex_lock(&m->lock);
-	memcpy(counts, m->ps.count, sizeof(counts));
-	live = m->pool.live;
-	pthread_mutex_unlock(&m->lock);
+	if (stats_lock(m)) {
+		memcpy(counts, m->ps.count, sizeof(counts));
+		live = m->pool.live;
+		pthread_mutex_unlock(&m->lock);
+		for (unsigned k = 0; k < PS_NR; k++)
+			atomic_store(&m->stats_counts[k], counts[k]);
+		atomic_store(&m->stats_live, live);
+	} else {
+		for (unsigned k = 0; k < PS_NR; k++)
+			counts[k] = atomic_load(&m->stats_counts[k]);
+		live = atomic_load(&m->stats_live);
+	}
 
 	st->configured = m->gm->ram_size;
 	st->private_ = (uint64_t)priv * MEM_PAGE;

@@ -85,7 +85,13 @@ static void *table_map(size_t len)
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+	/* Grown and given back a page at a time: a huge page would charge 2 MiB to the VM's cgroup
+	 * at one touch (the kernel's memory.high throttling is per charge) and split at the first
+	 * MADV_DONTNEED. */
+	(void)madvise(p, len, MADV_NOHUGEPAGE);
+	return p;
 }
 
 static size_t round_table(size_t len)
