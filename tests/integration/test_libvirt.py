@@ -16,6 +16,7 @@ kvmm-qemu-system-x86_64), or qemu,kvmm. docs/libvirt.md, "Testing with libvirt".
 import faulthandler
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -158,7 +159,7 @@ def main_domain(kind, emu):
 def nosharepages(kind, emu):
     name = f"lv-{kind}-noshare"
     rc, out = lv.define(name, lv.domain_xml(name, emu, MEM_MIB, memory_backing="<nosharepages/>"))
-    if check(rc == 0, f"{kind}: define with <nosharepages/>") and start(kind, name, "nosharepages"):
+    if check(rc == 0, f"{kind}: define with <nosharepages/> ({out.strip()})") and start(kind, name, "nosharepages"):
         args = " ".join(lv.cmdline(lv.pid(name)))
         check("mem-merge=off" in args, f"{kind}: libvirt passed -machine ...,mem-merge=off")
         if kind == "kvmm":
@@ -172,7 +173,7 @@ def autodeflate(kind, emu):
     name = f"lv-{kind}-deflate"
     rc, out = lv.define(name, lv.domain_xml(name, emu, MEM_MIB,
                                             balloon_attrs=" autodeflate='on' freePageReporting='on'"))
-    if check(rc == 0, f"{kind}: define with autodeflate and freePageReporting") and \
+    if check(rc == 0, f"{kind}: define with autodeflate and freePageReporting ({out.strip()})") and \
             start(kind, name, "autodeflate + freePageReporting"):
         args = " ".join(lv.cmdline(lv.pid(name)))
         check('"deflate-on-oom":true' in args and '"free-page-reporting":true' in args,
@@ -190,7 +191,7 @@ def missing_device(kind, emu):
     name = f"lv-{kind}-rng"
     rng = "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>"
     rc, out = lv.define(name, lv.domain_xml(name, emu, MEM_MIB, extra_devices=rng))
-    if check(rc == 0, f"{kind}: define with a virtio-rng"):
+    if check(rc == 0, f"{kind}: define with a virtio-rng ({out.strip()})"):
         rc, out = lv.virsh("start", name)
         say(f"{kind}: virsh start {name}: exit {rc}: {out.strip()}")
         if kind == "qemu":
@@ -222,6 +223,8 @@ def main():
             part(kind, emu)
             say(f"{kind}: {part.__name__} took {time.monotonic() - t1:.1f} s")
         say(f"=== {kind}: {time.monotonic() - t0:.1f} s")
+    # Later tests in this test host boot get it without libvirtd.
+    subprocess.run([os.path.join(lv.REPO, "tests", "support", "libvirt-setup.sh"), "stop"])
     finish()
 
 

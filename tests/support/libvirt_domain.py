@@ -94,7 +94,7 @@ def domain_xml(name, emu, mem_mib=512, memory_backing="", balloon_attrs="", stat
     <cmdline>console=ttyS0 panic=-1 kvmm.meminfo={meminfo_period}</cmdline>
   </os>
   <features><acpi/><apic/></features>
-  <cpu mode='host-passthrough' check='none' migratable='on'/>
+  <cpu mode='host-passthrough'/>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
