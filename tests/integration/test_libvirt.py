@@ -28,7 +28,9 @@ from kvmmtest import check, finish  # noqa: E402
 MiB_KB = 1024
 MEM_MIB = 512
 SETMEM_MIB = 256
-HARD_LIMIT_KB = 768 * MiB_KB        # above what the emulator holds, so the cgroup does not reclaim
+# Above what the emulator holds once ballooned to 256 MiB (about 150 MiB), so the kernel does not
+# reclaim, and below the guest's 512 MiB, so kvmm's own limit must come down (docs/libvirt.md).
+HARD_LIMIT_KB = 400 * MiB_KB
 BALLOON_F_DEFLATE_ON_OOM, BALLOON_F_REPORTING = 2, 5
 
 
@@ -110,7 +112,7 @@ def main_domain(kind, emu):
     check(rc == 0, f"{kind}: virsh setmem {SETMEM_MIB}M ({out.strip()})")
     target_kb = SETMEM_MIB * MiB_KB
     t0 = time.monotonic()
-    actual = wait_for(lambda: lv.dommemstat(name).get("actual") == target_kb, 120)
+    actual = wait_for(lambda: lv.dommemstat(name).get("actual") == target_kb, 240, 1)
     say(f"{kind}: balloon at {SETMEM_MIB} MiB after {time.monotonic() - t0:.1f} s")
     check(actual, f"{kind}: dommemstat actual reaches {SETMEM_MIB} MiB")
     rc, out = lv.virsh("dominfo", name)
@@ -134,7 +136,8 @@ def main_domain(kind, emu):
         got = wait_for(lambda: (lambda r: r if r and 0 < r.get("limit", 0) <= HARD_LIMIT_KB * 1024 else None)(
             monitor(name, "x-kvmm-query-memory")), 15)
         say(f"{kind}: x-kvmm-query-memory limit {got and got.get('limit')}")
-        check(got, f"{kind}: kvmm's own limit follows the hard limit (0 < limit <= {HARD_LIMIT_KB * 1024})")
+        check(got, f"{kind}: kvmm's own limit follows the hard limit (0 < limit <= {HARD_LIMIT_KB * 1024}, "
+              f"below the guest's {MEM_MIB} MiB)")
 
     # suspend / resume: the guest's meminfo lines stop and come back.
     rc, out = lv.virsh("suspend", name)
@@ -187,18 +190,23 @@ def autodeflate(kind, emu):
 
 
 def missing_device(kind, emu):
-    """A virtio-rng: QEMU has it (the XML is good), kvmm does not and must say so."""
+    """A virtio-rng: QEMU has it (the XML is good), kvmm does not and must say so. libvirt checks
+    a domain against the emulator's probed capabilities, so it may refuse it at define (kvmm's probe
+    does not list the rng-random backend) rather than kvmm at start; either way virsh must say why."""
     name = f"lv-{kind}-rng"
     rng = "<rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>"
     rc, out = lv.define(name, lv.domain_xml(name, emu, MEM_MIB, extra_devices=rng))
-    if check(rc == 0, f"{kind}: define with a virtio-rng ({out.strip()})"):
-        rc, out = lv.virsh("start", name)
-        say(f"{kind}: virsh start {name}: exit {rc}: {out.strip()}")
-        if kind == "qemu":
-            check(rc == 0, f"{kind}: a domain with a virtio-rng starts")
-        else:
-            check(rc != 0, f"{kind}: a domain with a virtio-rng does not start")
-            check("rng" in out.lower(), f"{kind}: virsh's error names the missing device (virtio-rng)")
+    say(f"{kind}: virsh define {name}: exit {rc}: {out.strip()}")
+    if kind == "qemu":
+        if check(rc == 0, f"{kind}: define with a virtio-rng ({out.strip()})"):
+            rc, out = lv.virsh("start", name)
+            check(rc == 0, f"{kind}: a domain with a virtio-rng starts ({out.strip()})")
+    else:
+        if rc == 0:
+            rc, out = lv.virsh("start", name)
+            say(f"{kind}: virsh start {name}: exit {rc}: {out.strip()}")
+        check(rc != 0, f"{kind}: a domain with a virtio-rng is refused (at define or start)")
+        check("rng" in out.lower(), f"{kind}: virsh's error names the missing device (virtio-rng)")
     lv.remove(name)
 
 
