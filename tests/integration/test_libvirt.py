@@ -23,7 +23,8 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import libvirt_domain as lv  # noqa: E402
-from kvmmtest import check, finish  # noqa: E402
+import kvmmtest  # noqa: E402
+from kvmmtest import finish  # noqa: E402
 
 MiB_KB = 1024
 MEM_MIB = 512
@@ -36,6 +37,13 @@ BALLOON_F_DEFLATE_ON_OOM, BALLOON_F_REPORTING = 2, 5
 
 def say(text):
     print(text, flush=True)
+    # Nothing said for 4 minutes: print where the test waits (a hang in CI shows where).
+    faulthandler.dump_traceback_later(240)
+
+
+def check(cond, what):
+    faulthandler.dump_traceback_later(240)
+    return kvmmtest.check(cond, what)
 
 
 def monitor(name, command):
@@ -133,9 +141,15 @@ def main_domain(kind, emu):
     say(f"{kind}: emulator pid {p}, domain cgroup {cg}, memory.max {mmax}")
     check(mmax == str(HARD_LIMIT_KB * 1024), f"{kind}: the domain cgroup's memory.max is the hard limit")
     if kind == "kvmm":
-        got = wait_for(lambda: (lambda r: r if r and 0 < r.get("limit", 0) <= HARD_LIMIT_KB * 1024 else None)(
+        seen = []
+        got = wait_for(lambda: (lambda r: seen.append(r and r.get("limit")) or (
+            r if r and 0 < r.get("limit", 0) <= HARD_LIMIT_KB * 1024 else None))(
             monitor(name, "x-kvmm-query-memory")), 15)
-        say(f"{kind}: x-kvmm-query-memory limit {got and got.get('limit')}")
+        say(f"{kind}: x-kvmm-query-memory limit {seen[-1] if seen else None}")
+        if not got:
+            log = lv.read_file(f"/var/log/libvirt/qemu/{name}.log") or ""
+            say(f"{kind}: kvmm's log lines on cgroups:\n" +
+                "\n".join(line for line in log.splitlines() if "cgroup" in line.lower()))
         check(got, f"{kind}: kvmm's own limit follows the hard limit (0 < limit <= {HARD_LIMIT_KB * 1024}, "
               f"below the guest's {MEM_MIB} MiB)")
 
@@ -215,8 +229,6 @@ def main():
         say("skipped: libvirtd is set up only inside the test host (tests/support/libvirt-setup.sh)")
         return
     kinds = lv.emulators("qemu")
-    # A hang shows where the test waits.
-    faulthandler.dump_traceback_later(240, repeat=True)
     say(lv.setup())
     for kind in kinds:
         emu = lv.emulator(kind)
