@@ -21,9 +21,10 @@ FRONT = "kvmm-qemu-system-x86_64"   # kvmm dispatches on this argv[0] (docs/libv
 # /usr/bin/qemu-system-x86_64) and `kvmm` (kvmm's front). The benchmark defaults to both.
 EMULATORS_ENV = "KVMM_LIBVIRT_EMULATORS"
 
-INIT_RX = re.compile(r"KVMM guest=linux event=init .*mem_kb=(\d+)")
-MEMINFO_RX = re.compile(r"KVMM guest=linux event=meminfo uptime=([\d.]+) total_kb=(\d+) free_kb=(\d+)")
-FEATURES_RX = re.compile(r"KVMM guest=linux event=balloon features=([01]{64})")
+# Whole lines only: the file is read while the guest writes it.
+INIT_RX = re.compile(r"KVMM guest=linux event=init .*mem_kb=(\d+) .*\n")
+MEMINFO_RX = re.compile(r"KVMM guest=linux event=meminfo uptime=([\d.]+) total_kb=(\d+) free_kb=(\d+)\r?\n")
+FEATURES_RX = re.compile(r"KVMM guest=linux event=balloon features=([01]{64})\r?\n")
 
 
 def setup():
