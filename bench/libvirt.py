@@ -38,7 +38,8 @@ class BalloonEvents:
 
     def __init__(self, name):
         self.events = []
-        self.proc = subprocess.Popen(["virsh", "-c", lv.URI, "event", "--domain", name, "--event",
+        # Line-buffered: virsh writes events with stdio, which a pipe would hold back.
+        self.proc = subprocess.Popen(["stdbuf", "-oL", "virsh", "-c", lv.URI, "event", "--domain", name, "--event",
                                       "balloon-change", "--loop", "--timestamp"],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.thread = threading.Thread(target=self._read, daemon=True)
