@@ -44,8 +44,8 @@ lines = ["<!-- libvirt:begin -->", "## libvirt (bench/libvirt.sh)", "",
          f"Medians of {n} runs per emulator under one libvirtd 9.0 (Debian 12) in one test host run (TCG: compare "
          "ratios only, see docs/testing.md). The domain: 512 MiB, 1 vCPU, Debian's cloud kernel with the busybox "
          "initramfs, console to a file, virtio memballoon with stats period 1 (tests/support/libvirt_domain.py). "
-         "*settle*: `virsh setmem 256M` until libvirt's balloon-change event reaches 256 MiB (else the last event "
-         "before 5 s of quiet); *shrunk*: until the guest's own MemTotal fell by 90% of 256 MiB. Seconds.", "",
+         "*settle*: `virsh setmem 256M` until `virsh dominfo`'s used memory (libvirt follows the emulator's "
+         "BALLOON_CHANGE events), polled, reaches 256 MiB (else its last change before 5 s of quiet); *shrunk*: until the guest's own MemTotal fell by 90% of 256 MiB. Seconds.", "",
          "| emulator | " + " | ".join(label for _, label in KEYS) + " | runs |",
          "|---|" + "---|" * (len(KEYS) + 1)]
 for kind in kinds:
