@@ -8,10 +8,12 @@
 TH_KERNEL_META=linux-image-6.12-cloud-amd64
 TH_SUITE=bookworm
 
-# What tests need inside the test host: QEMU for side-by-side runs, python3, debugging tools and the
-# runtime libraries kvmm and its test binaries link against.
+# What tests need inside the test host: QEMU for side-by-side runs, python3, debugging tools, the
+# runtime libraries kvmm and its test binaries link against, and libvirt's daemon with its QEMU
+# driver and virsh (test_libvirt.py, bench/libvirt.sh; set up per run by tests/support/libvirt-setup.sh).
 TH_ROOTFS_PKGS=(qemu-system-x86 busybox kmod procps python3 iproute2 strace gdb-minimal e2fsprogs
-	libxxhash0 liblz4-1 libjansson4 libinih1 libxml2 libseccomp2 libcriterion3 libasan8 libubsan1)
+	libxxhash0 liblz4-1 libjansson4 libinih1 libxml2 libseccomp2 libcriterion3 libasan8 libubsan1
+	libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients)
 
 # Loaded by the test host's /init, in this order (kvm needs irqbypass). Busybox insmod cannot read
 # the .ko.xz files Debian ships, so they are stored decompressed in the initramfs.
