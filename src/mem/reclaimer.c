@@ -496,7 +496,7 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 {
 	uint64_t target = mem_target(m) / MEM_PAGE, consumed, refaults, slack;
 	size_t want, taken;
-	bool aged = false;
+	bool aged = false, need;
 
 	rc->now_ms = now_ms();
 	if (!rc->resting && rc->now_ms >= rc->next_age_ms) {
@@ -522,9 +522,11 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 	}
 	set_over_target(m, consumed >= target);
 	slack = target / 100 > 256 ? target / 100 : 256; /* 1%, at least 1 MiB */
-	if (consumed > target)
+	/* At the target exactly, a blocked VM waits for room: reclaim makes it. */
+	need = consumed > target || (consumed == target && mem_blocked(m));
+	if (need)
 		wake(m, rc);
-	if (consumed <= target) {
+	if (!need) {
 		rc->taken_tick = 0;
 		rc->stuck_ticks = 0;
 		atomic_store(&m->stuck, false);
@@ -568,9 +570,9 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 	stuck(m, rc, taken);
 	/* Short of cold pages: the next pass arms written ones for the whole excess, twice over. */
 	if (taken < want) {
-		uint64_t need = 2 * (consumed - target + slack);
+		uint64_t arm = 2 * (consumed - target + slack);
 
-		rc->arm_need = need > rc->arm_need ? need : rc->arm_need;
+		rc->arm_need = arm > rc->arm_need ? arm : rc->arm_need;
 	}
 }
 

@@ -228,7 +228,7 @@ def main():
     if os.environ.get("KVMM_IN_TESTHOST") != "1":
         say("skipped: libvirtd is set up only inside the test host (tests/support/libvirt-setup.sh)")
         return
-    kinds = lv.emulators("qemu")
+    kinds = lv.emulators("qemu,kvmm")
     say(lv.setup())
     for kind in kinds:
         emu = lv.emulator(kind)
