@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# kvmm-test-host: one-cpu
 """kvmm as kvmm-qemu-system-x86_64, driven the way libvirt 9.0 drives QEMU (../shared/libvirt/):
 the capability probe (-machine none, -daemonize, -pidfile, -qmp unix:) answering qmp_capabilities
 and going away on SIGTERM; a probe whose monitor is a socketpair end passed as fd=N; bad command
