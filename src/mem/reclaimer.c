@@ -558,11 +558,12 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 		m->min_age = 1;
 		taken += sweep(m, rc, want - taken, false);
 	}
-	/* Over by more than the slack and short of proven-cold pages (a guest filling its memory
-	 * outruns arming, which takes two periods): the limit holds, so written pages go too, those
-	 * seen written longest ago first. Taking one the guest still writes costs a refault, not data;
-	 * a hard limit above (a cgroup's memory.max) costs the whole VM. */
-	if (taken < want && consumed > target + slack) {
+	/* A hard target (a cgroup's memory.max above: past it the kernel kills the VM), over by more
+	 * than the slack and short of proven-cold pages (a guest filling its memory outruns arming,
+	 * which takes two periods): written pages go too, those seen written longest ago first.
+	 * Only then: an unarmed page's age grows whether or not the guest writes it, so the hottest
+	 * pages look oldest; under a plain --mem-limit this thrashed (overcommit: 0.01). */
+	if (taken < want && consumed > target + slack && atomic_load(&m->hard)) {
 		m->min_age = oldest(rc->hist_written, want - taken, 1);
 		taken += sweep(m, rc, want - taken, true);
 	}
