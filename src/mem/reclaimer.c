@@ -504,9 +504,9 @@ static void tick(struct memmgr *m, struct reclaimer *rc)
 		rc->next_age_ms = rc->now_ms + AGE_PERIOD_MS;
 		aged = true;
 	}
+	/* No limit binds: nothing to rest for (a VM with sharing alone keeps its active estimate). */
 	if (target >= m->pages && !atomic_load(&m->balloon_asked)) {
 		set_over_target(m, false);
-		rest(m, rc, aged);
 		return;
 	}
 	/* Walking the whole pagemap (a 2 GiB guest has 524288 entries) is the dearest part of a tick.
